@@ -1,0 +1,1 @@
+"""Benchmark harness: latency percentiles, accuracy of the same artifact, device facts, reports."""

@@ -1,0 +1,243 @@
+"""The `edgeld` command line: thin click commands over the modules; heavy imports inside each."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edgeld import __version__
+from edgeld.errors import UserError
+
+
+class EdgeldGroup(click.Group):
+    """Turns UserError into one line on stderr and exit code 2 (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=EdgeldGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeld")
+def cli() -> None:
+    """Anatomical landmark detection on X-rays, distilled for edge hardware."""
+
+
+def _write_json(path: str | None, data) -> None:
+    if path:
+        from edgeld.runtime.manifest import atomic_write_json
+
+        atomic_write_json(path, data)
+
+
+@cli.command()
+@click.option("--data", "data_dir", required=True, help="Dataset folder (either layout).")
+@click.option("--role", type=click.Choice(["student", "teacher"]), default="student", show_default=True)
+@click.option("--kd", type=click.Choice(["none"]), default="none", show_default=True,
+              help="Knowledge distillation method (only 'none' in this version).")
+@click.option("--out", "out_dir", required=True, help="Run folder for checkpoints and logs.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Default: the recipe's 100.")
+@click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--val-count", type=click.IntRange(1), default=None,
+              help="Training images held out for model selection (default 20).")
+@click.option("--input-size", default=None, metavar="HxW", help="Model input, e.g. 384x320.")
+@click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0: default).")
+def train(data_dir, role, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
+          threads) -> None:
+    """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
+    from dataclasses import replace
+
+    from edgeld.config import InputSpec, TrainSpec
+    from edgeld.train.trainer import train as run_training
+
+    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, seed=seed,
+                                       val_count=val_count, threads=threads).items() if v is not None}
+    input_spec = InputSpec()
+    if input_size:
+        h, w = _parse_size(input_size)
+        input_spec = replace(input_spec, height=h, width=w)
+    summary = run_training(data_dir, out_dir, role=role, spec=replace(TrainSpec(), **overrides),
+                           input_spec=input_spec, resume=resume)
+    best = summary["best"]
+    click.echo(f"best epoch {best['epoch']}: validation MRE {best['val_mre_mm']:.3f} mm, "
+               f"SDR@2mm {best['val_sdr_2mm']:.1f}%  ->  {summary['checkpoint']}")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--input-size must look like 384x320 (got {text!r})") from None
+    if h % 32 or w % 32 or h <= 0 or w <= 0:
+        raise UserError(f"--input-size sides must be positive multiples of 32 (got {text})")
+    return h, w
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", "data_dir", required=True)
+@click.option("--split", required=True)
+@click.option("--reference", type=click.Choice(["senior", "junior", "mean"]), default=None,
+              help="Annotation to compare with (default: the dataset's, senior for ISBI).")
+@click.option("--json", "json_path", default=None, help="Write the results as JSON here.")
+@click.option("--baseline", is_flag=True, help="Also report the mean-shape baseline.")
+def evaluate(model, data_dir, split, reference, json_path, baseline) -> None:
+    """MRE and SDR of MODEL on a dataset split."""
+    from edgeld.data import open_dataset
+    from edgeld.evaluate import evaluate as run_eval, mean_shape_baseline
+    from edgeld.load import open_detector
+
+    dataset = open_dataset(data_dir)
+    dataset.split(split)
+    detector = open_detector(model)
+    result = {"model": model, "data": str(data_dir),
+              **run_eval(detector, dataset, split, reference)}
+    rows = [result]
+    if baseline:
+        result["baseline"] = mean_shape_baseline(dataset, split, reference)
+        rows.append(result["baseline"])
+    _write_json(json_path, result)
+    click.echo(f"{split} ({result['n_images']} images, reference {result['reference']}):")
+    for r in rows:
+        sdr = "  ".join(f"SDR@{k}mm {v:5.1f}%" for k, v in r["sdr_percent"].items())
+        click.echo(f"  {r['model']:<28} MRE {r['mre_mm']:6.3f} ± {r['mre_std_mm']:.3f} mm  {sdr}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--to", "target", type=click.Choice(["onnx"]), required=True,
+              help="Artifact format (FP16, INT8 and TensorRT engines come in later versions).")
+@click.option("--out", required=True, help="Output path, e.g. student.onnx; the manifest goes to OUT.json.")
+def export(model, target, out) -> None:
+    """Export MODEL (a built-in name or checkpoint) to a deployable artifact plus manifest."""
+    from edgeld.export.onnx import export_onnx
+    from edgeld.load import model_kind
+
+    if model_kind(model) not in ("builtin", "checkpoint"):
+        raise UserError(f"export needs a built-in model or a .safetensors checkpoint, not {model}")
+    manifest = export_onnx(model, out)
+    parity = manifest["parity"]
+    click.echo(f"wrote {out} ({manifest['artifact']['bytes'] / 1e6:.2f} MB) and {out}.json; "
+               f"ONNX Runtime vs torch: max logit diff {parity['max_abs_logit_diff']:.1e}, "
+               f"max landmark diff {parity['max_point_diff_px']:.1e} px")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--spacing", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Pixel spacing in mm (square pixels); without it, landmarks are in pixels only.")
+@click.option("--json", "json_path", default=None)
+@click.option("--overlay", "overlay_dir", default=None, help="Write each image with its landmarks here.")
+def predict(model, images, spacing, json_path, overlay_dir) -> None:
+    """Landmarks of one or more X-ray images."""
+    from edgeld.data import load_grayscale
+    from edgeld.load import open_detector
+    from edgeld.overlay import save_overlay
+
+    loaded = [(path, load_grayscale(path)) for path in images]  # fail early on a bad image
+    detector = open_detector(model)
+    records = []
+    for path, image in loaded:
+        det = detector.detect(image, spacing)
+        records.append(det.to_dict(str(path)))
+        if overlay_dir:
+            save_overlay(image, det, Path(overlay_dir) / f"{Path(path).stem}.png")
+        click.echo(f"{path}: {len(det.names)} landmarks, mean confidence {det.confidence.mean():.2f}")
+    if spacing is None:
+        click.echo("note: no pixel spacing given, so positions are in pixels only (use --spacing MM)",
+                   err=True)
+    _write_json(json_path, records)
+    if overlay_dir:
+        click.echo(f"overlays in {overlay_dir}")
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", "data_dir", default=None, help="Also measure accuracy on this dataset.")
+@click.option("--split", default=None)
+@click.option("--batch", "batches", type=click.IntRange(1), multiple=True, default=(1,),
+              show_default=True)
+@click.option("--seconds", type=click.FloatRange(0.1), default=3.0, show_default=True,
+              help="Minimum timed seconds per measurement (after 1 s of warm-up).")
+@click.option("--threads", type=click.IntRange(0), default=0, help="Intra-op threads (0: all).")
+@click.option("--out", "out_dir", required=True)
+def benchmark(models, data_dir, split, batches, seconds, threads, out_dir) -> None:
+    """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
+    from edgeld.bench.device import device_facts
+    from edgeld.bench.harness import benchmark_detector, first_image, results_markdown
+    from edgeld.data import open_dataset
+    from edgeld.evaluate import evaluate as run_eval
+    from edgeld.load import open_detector
+    from edgeld.runtime.manifest import atomic_write_bytes, atomic_write_json
+
+    if (data_dir is None) != (split is None):
+        raise UserError("--data and --split go together")
+    dataset = open_dataset(data_dir) if data_dir else None
+    image = first_image(dataset, split) if dataset else None
+    detectors = [(m, open_detector(m, threads=threads)) for m in models]  # fail before timing
+    facts = device_facts(threads or None)
+    records = []
+    for name, detector in detectors:
+        accuracy = run_eval(detector, dataset, split) if dataset else {}
+        for batch in batches:
+            record = benchmark_detector(detector, name, batch, image, min_seconds=seconds)
+            record.update(accuracy)
+            record["device"] = facts
+            records.append(record)
+            lat = record["latency_ms"]
+            click.echo(f"{name} [{record['backend']}] batch {batch}: p50 {lat['p50']:.2f} ms, "
+                       f"p90 {lat['p90']:.2f} ms, p99 {lat['p99']:.2f} ms")
+    command = "edgeld benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "edgeld benchmark"
+    out = Path(out_dir)
+    atomic_write_json(out / "results.json", {"command": command, "device": facts, "records": records})
+    atomic_write_bytes(out / "results.md", results_markdown(records, facts, command).encode())
+    click.echo(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--json", "json_path", default=None)
+def info(model, json_path) -> None:
+    """Parameters, MACs, input size, landmarks and precision of MODEL."""
+    from edgeld.info import model_info
+
+    data = model_info(model)
+    _write_json(json_path, data)
+    for key in ("name", "kind", "params", "macs", "input_size", "precision", "bytes"):
+        value = data.get(key)
+        if key == "macs" and value:
+            value = f"{value:,} ({value / 1e9:.2f} GMACs per image)"
+        elif key == "params" and value:
+            value = f"{value:,}"
+        click.echo(f"{key:>10}: {value}")
+    click.echo(f"{'landmarks':>10}: {len(data['landmarks'])} ({', '.join(data['landmarks'])})")
+
+
+@cli.command()
+def doctor() -> None:
+    """Which inference backends this machine has, and what is missing."""
+    from edgeld.info import backend_report
+
+    for line in backend_report():
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--out", "out_dir", default="edgeld-demo", show_default=True)
+def demo(out_dir) -> None:
+    """The bundled student on bundled sample X-rays: detect, export to ONNX, evaluate, time."""
+    from edgeld.demo import run_demo
+
+    run_demo(Path(out_dir), echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="edgeld")

@@ -1,0 +1,88 @@
+"""Spatial-softmax heatmap codec.
+
+The network emits one logit map per landmark at 1/stride of its input. Training treats each map as a
+categorical distribution over cells and fits it to a normalized Gaussian target (cross-entropy), so
+near the peak the logits approach a parabola: log N(u; mu, sigma) = -(u - mu)^2 / (2 sigma^2) + c.
+Decoding therefore takes the argmax cell and refines it by the vertex of the parabola through the
+peak and its two neighbours on each axis (exact for a sampled Gaussian).
+
+Heatmap cell (i, j) has its centre at input pixel ((j + 0.5) * stride - 0.5, (i + 0.5) * stride - 0.5).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SoftmaxHeatmapCodec:
+    """encode: (K, 2) input-pixel points -> (K, h, w) targets; decode: logits -> points, confidence."""
+
+    input_hw: tuple[int, int]
+    stride: int = 4
+    sigma: float = 1.5
+
+    @property
+    def heatmap_hw(self) -> tuple[int, int]:
+        return self.input_hw[0] // self.stride, self.input_hw[1] // self.stride
+
+    def to_cells(self, points: np.ndarray) -> np.ndarray:
+        """Input-pixel (x, y) to heatmap-cell coordinates."""
+        return (np.asarray(points, dtype=np.float64) + 0.5) / self.stride - 0.5
+
+    def to_pixels(self, cells: np.ndarray) -> np.ndarray:
+        """Heatmap-cell coordinates to input-pixel (x, y)."""
+        return (np.asarray(cells, dtype=np.float64) + 0.5) * self.stride - 0.5
+
+    def encode(self, points: np.ndarray) -> np.ndarray:
+        """Normalized Gaussian targets (each map sums to 1), float32 of shape (K, h, w)."""
+        h, w = self.heatmap_hw
+        cells = self.to_cells(points)
+        ys = np.arange(h, dtype=np.float64)[None, :, None]
+        xs = np.arange(w, dtype=np.float64)[None, None, :]
+        d2 = (xs - cells[:, 0, None, None]) ** 2 + (ys - cells[:, 1, None, None]) ** 2
+        maps = np.exp(-d2 / (2.0 * self.sigma ** 2))
+        total = maps.sum(axis=(1, 2), keepdims=True)
+        # a point far outside the map leaves no mass: fall back to uniform rather than divide by 0
+        maps = np.where(total > 1e-12, maps / np.maximum(total, 1e-300), 1.0 / (h * w))
+        return maps.astype(np.float32)
+
+    def decode(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logit maps (N, K, h, w) to input-pixel points (N, K, 2) and confidences (N, K).
+
+        Confidence is the softmax probability mass in the 3x3 cells around the peak: near 1 for a
+        sharp, single peak, low for a flat or multi-modal map.
+        """
+        logits = np.asarray(logits, dtype=np.float64)
+        n, k, h, w = logits.shape
+        flat = logits.reshape(n, k, h * w)
+        idx = flat.argmax(axis=2)
+        iy, ix = np.divmod(idx, w)
+        # pad by edge replication so neighbours exist at the border (the offset is then 0 there)
+        padded = np.pad(logits, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+        nn, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+
+        def at(dy: int, dx: int) -> np.ndarray:
+            return padded[nn, kk, iy + 1 + dy, ix + 1 + dx]
+
+        centre = at(0, 0)
+        dx = _parabola_vertex(at(0, -1), centre, at(0, 1))
+        dy = _parabola_vertex(at(-1, 0), centre, at(1, 0))
+        cells = np.stack([ix + dx, iy + dy], axis=-1)
+
+        peak = flat.max(axis=2)
+        log_z = peak + np.log(np.exp(flat - peak[..., None]).sum(axis=2))
+        window = sum(np.exp(at(a, b) - log_z) for a in (-1, 0, 1) for b in (-1, 0, 1))
+        # edge replication double-counts at the border; mass never exceeds 1
+        confidence = np.minimum(window, 1.0)
+        return self.to_pixels(cells), confidence.astype(np.float32)
+
+
+def _parabola_vertex(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Offset in (-0.5, 0.5) of the vertex of the parabola through three equally spaced samples."""
+    curvature = left - 2.0 * centre + right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = 0.5 * (left - right) / curvature
+    offset = np.where(curvature < -1e-12, offset, 0.0)
+    return np.clip(offset, -0.5, 0.5)

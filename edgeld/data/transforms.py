@@ -1,0 +1,96 @@
+"""Letterbox preprocessing and its exact inverse, in numpy + Pillow.
+
+This is the one implementation used by training, evaluation, export parity checks and the runtime.
+Coordinates are (x, y) in pixels with pixel centres at integers, the convention Pillow's resize uses:
+a point maps as dst = (src + 0.5) * scale - 0.5 + pad.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Aspect-preserving resize of a (src_h, src_w) image into (dst_h, dst_w), padded with zeros."""
+
+    src_h: int
+    src_w: int
+    dst_h: int
+    dst_w: int
+    resized_h: int
+    resized_w: int
+    pad_top: int
+    pad_left: int
+
+    @classmethod
+    def fit(cls, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> "Letterbox":
+        """The letterbox that fits an image of size src_hw into dst_hw, centred."""
+        src_h, src_w = int(src_hw[0]), int(src_hw[1])
+        dst_h, dst_w = int(dst_hw[0]), int(dst_hw[1])
+        if min(src_h, src_w, dst_h, dst_w) <= 0:
+            raise ValueError(f"empty image size: {src_hw} -> {dst_hw}")
+        scale = min(dst_h / src_h, dst_w / src_w)
+        resized_h = min(dst_h, max(1, round(src_h * scale)))
+        resized_w = min(dst_w, max(1, round(src_w * scale)))
+        return cls(src_h, src_w, dst_h, dst_w, resized_h, resized_w,
+                   (dst_h - resized_h) // 2, (dst_w - resized_w) // 2)
+
+    @property
+    def scale_xy(self) -> np.ndarray:
+        """Per-axis scale (x, y); they differ from each other only by rounding of the resized size."""
+        return np.array([self.resized_w / self.src_w, self.resized_h / self.src_h])
+
+    @property
+    def pad_xy(self) -> np.ndarray:
+        return np.array([self.pad_left, self.pad_top], dtype=np.float64)
+
+    def forward_points(self, points: np.ndarray) -> np.ndarray:
+        """Source-image (x, y) points to model-input coordinates."""
+        return (np.asarray(points, dtype=np.float64) + 0.5) * self.scale_xy - 0.5 + self.pad_xy
+
+    def inverse_points(self, points: np.ndarray) -> np.ndarray:
+        """Model-input (x, y) points back to source-image pixels."""
+        return (np.asarray(points, dtype=np.float64) + 0.5 - self.pad_xy) / self.scale_xy - 0.5
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Resize (antialiased bilinear) and pad a 2D image; returns float32 in [0, 1]."""
+        if image.shape != (self.src_h, self.src_w):
+            raise ValueError(f"image is {image.shape}, letterbox expects {(self.src_h, self.src_w)}")
+        if image.dtype == np.uint8:
+            pil = Image.fromarray(image, mode="L")  # resizing 8-bit data is several times faster
+            scale = 1.0 / 255.0
+        else:
+            pil = Image.fromarray(to_unit_float(image), mode="F")
+            scale = 1.0
+        resized = np.asarray(pil.resize((self.resized_w, self.resized_h), Image.BILINEAR),
+                             dtype=np.float32) * scale
+        out = np.zeros((self.dst_h, self.dst_w), dtype=np.float32)
+        out[self.pad_top:self.pad_top + self.resized_h,
+            self.pad_left:self.pad_left + self.resized_w] = resized
+        return out
+
+
+def to_unit_float(image: np.ndarray) -> np.ndarray:
+    """Grayscale intensities as float32 in [0, 1], by the array's type."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    return np.clip(image.astype(np.float32), 0.0, 1.0)
+
+
+def normalize(unit_image: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Fixed intensity normalization of a [0, 1] image."""
+    return ((unit_image - mean) / std).astype(np.float32)
+
+
+def preprocess(image: np.ndarray, height: int, width: int, mean: float, std: float
+               ) -> tuple[np.ndarray, Letterbox]:
+    """A 2D grayscale image to a normalized (1, height, width) float32 tensor and its letterbox."""
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2D grayscale image, got shape {image.shape}")
+    box = Letterbox.fit(image.shape, (height, width))
+    return normalize(box.apply(image), mean, std)[None], box

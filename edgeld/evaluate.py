@@ -1,0 +1,75 @@
+"""Accuracy of a detector on a dataset split, and the mean-shape floor. Torch-free."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from edgeld.data import LandmarkDataset, Sample, load_grayscale
+from edgeld.errors import UserError
+from edgeld.metrics import mean_shape, place_mean_shape, radial_errors_mm, summarize
+from edgeld.runtime import LandmarkDetector
+
+
+def predict_samples(detector: LandmarkDetector, samples: list[Sample], batch_size: int = 8,
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted landmarks (N, K, 2) in original pixels and the image sizes (N, 2) as (h, w)."""
+    points, sizes = [], []
+    for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch",
+                      disable=not progress, leave=False):
+        images = [load_grayscale(s.path) for s in samples[start:start + batch_size]]
+        sizes += [img.shape for img in images]
+        points += [d.landmarks_px for d in detector.detect_batch(images)]
+    return np.stack(points), np.array(sizes)
+
+
+def references(dataset: LandmarkDataset, samples: list[Sample], reference: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference landmarks (N, K, 2) and (row, col) spacings (N, 2) of the samples."""
+    missing = [s.image_id for s in samples if s.spacing_mm is None]
+    if missing:
+        raise UserError(f"{len(missing)} images have no pixel spacing (e.g. {missing[0]}); "
+                        "errors in mm need one: add pixel_spacing_mm to dataset.json")
+    return (np.stack([s.reference(reference) for s in samples]),
+            np.array([s.spacing_mm for s in samples], dtype=np.float64))
+
+
+def evaluate(detector: LandmarkDetector, dataset: LandmarkDataset, split: str,
+             reference: str | None = None, batch_size: int = 8, progress: bool = True
+             ) -> dict[str, Any]:
+    """The evaluate JSON's accuracy fields for one split."""
+    samples = dataset.split(split)
+    reference = reference or dataset.default_reference
+    if tuple(detector.names) != tuple(dataset.landmark_names):
+        raise UserError(f"the model predicts {len(detector.names)} landmarks "
+                        f"({', '.join(detector.names[:3])}, ...) but {dataset.root} has "
+                        f"{len(dataset.landmark_names)} ({', '.join(dataset.landmark_names[:3])}, ...)")
+    refs, spacing = references(dataset, samples, reference)
+    pred, _ = predict_samples(detector, samples, batch_size, progress)
+    errors = radial_errors_mm(pred, refs, spacing)
+    return {"split": split, "reference": reference, **summarize(errors, dataset.landmark_names)}
+
+
+def mean_shape_baseline(dataset: LandmarkDataset, split: str, reference: str | None = None,
+                        train_split: str = "train") -> dict[str, Any]:
+    """The trivial floor: the mean training shape (in normalized coordinates) placed on every image."""
+    from PIL import Image
+
+    reference = reference or dataset.default_reference
+
+    def sizes(samples: list[Sample]) -> np.ndarray:
+        out = []
+        for s in samples:
+            with Image.open(s.path) as img:  # header only: no decode
+                out.append((img.height, img.width))
+        return np.array(out)
+
+    train = dataset.split(train_split)
+    train_refs = np.stack([s.reference(dataset.default_reference) for s in train])
+    shape = mean_shape(train_refs, sizes(train))
+    samples = dataset.split(split)
+    refs, spacing = references(dataset, samples, reference)
+    errors = radial_errors_mm(place_mean_shape(shape, sizes(samples)), refs, spacing)
+    return {"model": "mean-shape baseline", "split": split, "reference": reference,
+            **summarize(errors, dataset.landmark_names)}

@@ -1,0 +1,1 @@
+"""From a trained checkpoint to deployable artifacts (ONNX now; FP16, INT8, TensorRT later)."""

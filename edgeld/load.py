@@ -1,0 +1,63 @@
+"""Resolve a MODEL argument (built-in name, checkpoint, .onnx, .engine) to a LandmarkDetector.
+
+ONNX artifacts never import torch; checkpoints and built-in names do, lazily.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeld.errors import UserError, missing_extra
+from edgeld.models.registry import BUILTIN_MODELS, builtin_path
+from edgeld.runtime import LandmarkDetector
+
+
+def model_kind(ref: str) -> str:
+    """'onnx', 'engine', 'checkpoint' or 'builtin'; a UserError for anything else."""
+    suffix = Path(ref).suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix in (".engine", ".plan"):
+        return "engine"
+    if suffix == ".safetensors":
+        return "checkpoint"
+    if "/" not in ref and "\\" not in ref and not suffix:
+        return "builtin"
+    raise UserError(f"cannot tell what model '{ref}' is: give a built-in name "
+                    f"({', '.join(_builtin_names())}), a .safetensors checkpoint, an .onnx or an .engine")
+
+
+def _builtin_names() -> list[str]:
+    return sorted(BUILTIN_MODELS)
+
+
+def checkpoint_path(ref: str) -> Path:
+    """The safetensors file behind a built-in name or checkpoint path."""
+    if model_kind(ref) == "builtin":
+        names = _builtin_names()
+        if ref not in names:
+            raise UserError(f"unknown model '{ref}'; built-in models: {', '.join(names)}")
+        path = builtin_path(ref)
+        if not path.is_file():
+            raise UserError(f"built-in model '{ref}' has no weights in this install ({path})")
+        return path
+    return Path(ref)
+
+
+def open_detector(ref: str, threads: int = 0) -> LandmarkDetector:
+    """A ready detector for any MODEL argument."""
+    kind = model_kind(ref)
+    if kind == "onnx":
+        return LandmarkDetector(ref, threads=threads)
+    if kind == "engine":
+        raise UserError("TensorRT engines are not supported yet in this version of edgeld")
+    try:
+        import torch
+    except ImportError as exc:
+        raise missing_extra("torch", "torch") from exc
+    if threads:
+        torch.set_num_threads(threads)
+    from edgeld.models.checkpoint import load_checkpoint
+    from edgeld.models.runner import TorchRunner
+
+    model, io, _meta = load_checkpoint(checkpoint_path(ref))
+    return LandmarkDetector(runner=TorchRunner(model), io=io)

@@ -1,0 +1,69 @@
+"""Model checkpoints as safetensors: weights plus a JSON description, never pickle."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from edgeld.config import ModelSpec, from_dict, to_dict
+from edgeld.errors import UserError
+from edgeld.models.landmarknet import LandmarkNet
+from edgeld.runtime.manifest import ModelIO
+
+CHECKPOINT_FORMAT = "edgeld-checkpoint/1"
+
+
+def save_checkpoint(path: str | Path, model: LandmarkNet, io: ModelIO, extra: dict[str, Any]) -> None:
+    """Write weights and description atomically (temp file in the same folder, then rename)."""
+    from edgeld.models.cost import count_macs, count_params
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": "landmarknet",
+        "model": to_dict(model.spec),
+        "io": io.to_dict(),
+        "params": count_params(model),
+        "macs": count_macs(model, io.input_height, io.input_width),
+        **extra,
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"edgeld": json.dumps(meta)})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> tuple[LandmarkNet, ModelIO, dict[str, Any]]:
+    """A model in eval mode, its ModelIO and its description, from a safetensors checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get("edgeld", "{}"))
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not an edgeld checkpoint (no '{CHECKPOINT_FORMAT}' metadata)")
+    model = LandmarkNet(from_dict(ModelSpec, meta["model"]))
+    try:
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match the described architecture") from exc
+    return model.eval(), ModelIO.from_dict(meta["io"]), meta

@@ -1,0 +1,15 @@
+"""Built-in models: names that resolve to weights shipped inside the package."""
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+BUILTIN_MODELS = {
+    "isbi2015-student": "isbi2015-student.safetensors",
+}
+
+
+def builtin_path(name: str) -> Path | None:
+    """The shipped checkpoint of a built-in model name, or None if the name is not built in."""
+    filename = BUILTIN_MODELS.get(name)
+    return WEIGHTS_DIR / filename if filename else None

@@ -1,0 +1,119 @@
+"""LandmarkDetector: image in, landmarks in pixels and mm out, on any runner."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgeld.codecs import SoftmaxHeatmapCodec
+from edgeld.data.transforms import Letterbox, preprocess
+from edgeld.errors import UserError
+from edgeld.runtime.manifest import ModelIO, read_manifest
+from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
+
+
+@dataclass
+class Detection:
+    """Landmarks of one image: (K, 2) pixels (x, y) in the original image, confidences in [0, 1]."""
+
+    landmarks_px: np.ndarray
+    confidence: np.ndarray
+    names: tuple[str, ...]
+    spacing_mm: tuple[float, float] | None  # (row, column); None when unknown
+
+    @property
+    def landmarks_mm(self) -> np.ndarray | None:
+        """(K, 2) positions in mm from the image's top-left corner, or None without a spacing."""
+        if self.spacing_mm is None:
+            return None
+        return self.landmarks_px * np.array([self.spacing_mm[1], self.spacing_mm[0]])
+
+    def to_dict(self, image: str) -> dict[str, Any]:
+        """The `predict --json` record of this image."""
+        mm = self.landmarks_mm
+        return {
+            "image": image,
+            "spacing_mm": list(self.spacing_mm) if self.spacing_mm is not None else None,
+            "landmarks": [
+                {"name": name, "x_px": float(p[0]), "y_px": float(p[1]),
+                 "x_mm": float(mm[k, 0]) if mm is not None else None,
+                 "y_mm": float(mm[k, 1]) if mm is not None else None,
+                 "confidence": float(self.confidence[k])}
+                for k, (name, p) in enumerate(zip(self.names, self.landmarks_px))
+            ],
+        }
+
+
+def decode_to_source(logits: np.ndarray, boxes: Sequence[Letterbox], codec: SoftmaxHeatmapCodec
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmap logits (N, K, h, w) to source-image pixels (N, K, 2) and confidences (N, K)."""
+    points, confidence = codec.decode(logits)
+    source = np.stack([box.inverse_points(p) for box, p in zip(boxes, points)])
+    return source, confidence
+
+
+class LandmarkDetector:
+    """Load once, detect many. `LandmarkDetector("student.onnx")` reads the manifest beside it.
+
+    Thread-safety: `detect` keeps no per-call state on the object; ONNX Runtime sessions may be
+    called from several threads at once.
+    """
+
+    def __init__(self, artifact: str | Path | None = None, *, runner: Runner | None = None,
+                 io: ModelIO | None = None, providers: list[str] | None = None, threads: int = 0):
+        if artifact is not None:
+            artifact = Path(artifact)
+            if not artifact.is_file():
+                raise UserError(f"model file not found: {artifact}")
+            manifest = read_manifest(artifact)
+            io = ModelIO.from_dict(manifest["io"])
+            if artifact.suffix == ".onnx":
+                runner = OnnxRuntimeRunner(artifact, providers=providers, threads=threads)
+            else:
+                raise UserError(f"unsupported artifact type '{artifact.suffix}' (expected .onnx)")
+            self.manifest = manifest
+        elif runner is None or io is None:
+            raise ValueError("give an artifact path, or both a runner and its ModelIO")
+        else:
+            self.manifest = {}
+        self.io = io
+        self.runner = runner
+        self.codec = SoftmaxHeatmapCodec((io.input_height, io.input_width), io.heatmap_stride,
+                                         io.heatmap_sigma)
+        self.runner.activate()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.io.landmarks
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """A 2D grayscale array to the model's (1, H, W) input and the letterbox used."""
+        return preprocess(image, self.io.input_height, self.io.input_width, self.io.mean, self.io.std)
+
+    def detect(self, image: np.ndarray, spacing_mm: float | Sequence[float] | None = None
+               ) -> Detection:
+        """Landmarks of one 2D grayscale image (uint8, uint16 or float in [0, 1])."""
+        return self.detect_batch([image], [spacing_mm])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray],
+                     spacings_mm: Sequence[float | Sequence[float] | None] | None = None
+                     ) -> list[Detection]:
+        """Landmarks of several images in one forward pass."""
+        if spacings_mm is None:
+            spacings_mm = [None] * len(images)
+        inputs, boxes = zip(*(self.preprocess(np.asarray(img)) for img in images))
+        logits = self.runner.infer(np.stack(inputs))
+        points, confidence = decode_to_source(logits, boxes, self.codec)
+        return [Detection(points[i], confidence[i], self.names, _spacing_pair(spacings_mm[i]))
+                for i in range(len(images))]
+
+
+def _spacing_pair(spacing: float | Sequence[float] | None) -> tuple[float, float] | None:
+    if spacing is None:
+        return None
+    if np.isscalar(spacing):
+        return float(spacing), float(spacing)
+    row, col = spacing
+    return float(row), float(col)

@@ -1,0 +1,60 @@
+"""Backends that turn a preprocessed batch (N, 1, H, W) into heatmap logits (N, K, h, w).
+
+Runners follow Polygraphy's shape: construct cheaply, `activate()` to load, `infer()`, `deactivate()`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgeld.errors import UserError
+
+
+class Runner(Protocol):
+    name: str
+
+    def activate(self) -> None: ...
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def deactivate(self) -> None: ...
+
+
+class OnnxRuntimeRunner:
+    """ONNX Runtime on the best provider available (TensorRT, CUDA, then CPU) unless told."""
+
+    PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0):
+        self.path = Path(path)
+        self.providers = providers
+        self.threads = threads
+        self.session = None
+        self.name = "onnxruntime"
+
+    def activate(self) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        providers = self.providers or [p for p in self.PREFERRED if p in available]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise UserError(f"ONNX Runtime here lacks {missing} (has {available})")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise UserError(f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0]}") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        self.name = f"onnxruntime-{self.session.get_providers()[0].replace('ExecutionProvider', '').lower()}"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.session is None:
+            self.activate()
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+    def deactivate(self) -> None:
+        self.session = None

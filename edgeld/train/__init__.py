@@ -1,0 +1,1 @@
+"""Training loops (torch): heatmap networks on a landmark dataset, with checkpoints and resume."""

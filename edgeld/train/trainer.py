@@ -1,0 +1,180 @@
+"""Train a heatmap network on a dataset's train split, selecting on a validation split carved from it.
+
+The run folder holds `best.safetensors` (the selected model), `last.pt` (everything needed to
+resume: model, optimizer, scheduler, RNG states), `metrics.jsonl` (one line per epoch) and
+`config.json` (the recipe).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from edgeld import __version__
+from edgeld.codecs import SoftmaxHeatmapCodec
+from edgeld.config import HeatmapSpec, InputSpec, ModelSpec, TrainSpec, to_dict
+from edgeld.data import open_dataset
+from edgeld.data.torch_dataset import CachedSample, HeatmapDataset, cache_samples
+from edgeld.errors import UserError
+from edgeld.metrics import radial_errors_mm, sdr_percent
+from edgeld.models.checkpoint import save_checkpoint
+from edgeld.models.landmarknet import LandmarkNet
+from edgeld.runtime.detector import decode_to_source
+from edgeld.runtime.manifest import ModelIO, atomic_write_json
+
+ROLE_MODELS = {
+    "student": ModelSpec(),
+    # wider and deeper: the reference the student is later distilled from
+    "teacher": ModelSpec(widths=(32, 64, 96, 160, 256), depths=(2, 2, 2, 2), decoder_width=96),
+}
+
+
+def heatmap_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """KL divergence between Gaussian targets and each map's spatial softmax, mean over maps."""
+    log_p = F.log_softmax(logits.flatten(2), dim=2)
+    t = targets.flatten(2)
+    return (t * (torch.log(t.clamp_min(1e-12)) - log_p)).sum(dim=2).mean()
+
+
+def split_train_val(n: int, val_count: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded, reproducible carve-out of `val_count` validation indices from n training images."""
+    if not 0 < val_count < n:
+        raise UserError(f"--val-count must be between 1 and {n - 1} for a train split of {n} images")
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(order[val_count:].tolist()), sorted(order[:val_count].tolist())
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def validate(model: LandmarkNet, cached: list[CachedSample], codec: SoftmaxHeatmapCodec,
+             inputs: torch.Tensor, reference: str, batch_size: int) -> dict[str, float]:
+    """MRE (mm) and SDR of the model on cached validation images, in original pixels."""
+    model.eval()
+    logits = np.concatenate([model(inputs[i:i + batch_size]).numpy()
+                             for i in range(0, len(inputs), batch_size)])
+    points, _ = decode_to_source(logits, [c.box for c in cached], codec)
+    refs = np.stack([c.sample.reference(reference) for c in cached])
+    spacing = np.array([c.sample.spacing_mm or (1.0, 1.0) for c in cached])
+    errors = radial_errors_mm(points, refs, spacing)
+    return {"val_mre_mm": float(errors.mean()), "val_sdr_2mm": sdr_percent(errors)["2.0"]}
+
+
+def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = TrainSpec(),
+          input_spec: InputSpec = InputSpec(), heatmap_spec: HeatmapSpec = HeatmapSpec(),
+          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train one model; returns the best epoch's validation metrics and the checkpoint path."""
+    out = Path(out_dir)
+    last_path = out / "last.pt"
+    if resume and not last_path.is_file():
+        raise UserError(f"--resume: no {last_path} to resume from")
+    if not resume and (out / "best.safetensors").exists():
+        raise UserError(f"{out} already holds a trained run; use --resume or another --out")
+    dataset = open_dataset(data_dir)
+    samples = dataset.split("train")
+    reference = dataset.default_reference
+    fit_idx, val_idx = split_train_val(len(samples), spec.val_count, spec.seed)
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+
+    h, w = input_spec.height, input_spec.width
+    codec = SoftmaxHeatmapCodec((h, w), heatmap_spec.stride, heatmap_spec.sigma)
+    cached = cache_samples(samples, h, w, reference, progress)
+    fit = [cached[i] for i in fit_idx]
+    val = [cached[i] for i in val_idx]
+    val_inputs = torch.stack([HeatmapDataset(val, codec, input_spec.mean, input_spec.std)[i][0]
+                              for i in range(len(val))])
+    train_set = HeatmapDataset(fit, codec, input_spec.mean, input_spec.std, spec, seed=spec.seed)
+    generator = torch.Generator().manual_seed(spec.seed)
+    loader = DataLoader(train_set, batch_size=spec.batch_size, shuffle=True, drop_last=True,
+                        generator=generator, num_workers=0)
+
+    model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
+    model = LandmarkNet(model_spec)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise UserError(f"{len(fit)} training images is fewer than one batch of {spec.batch_size}")
+    total = spec.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, spec.warmup_epochs * steps_per_epoch, total))
+    io = ModelIO(h, w, input_spec.mean, input_spec.std, heatmap_spec.stride, heatmap_spec.sigma,
+                 dataset.landmark_names)
+    recipe = {"role": role, "kd": "none", "data": str(data_dir), "dataset": dataset.name,
+              "reference": reference, "train": to_dict(spec), "input": to_dict(input_spec),
+              "heatmap": to_dict(heatmap_spec), "model": to_dict(model_spec),
+              "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__}
+
+    start_epoch, best, elapsed = 0, {"val_mre_mm": float("inf")}, 0.0
+    if resume:
+        state = torch.load(last_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["loader_rng"])
+        train_set.rng.bit_generator.state = state["augment_rng"]
+        start_epoch, best, elapsed = state["epoch"], state["best"], state["elapsed_s"]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", recipe)
+
+    for epoch in range(start_epoch, spec.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{spec.epochs}", disable=not progress, leave=False)
+        for x, target in bar:
+            loss = heatmap_loss(model(x), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        metrics = validate(model, val, codec, val_inputs, reference, spec.batch_size)
+        elapsed += time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                  "lr": optimizer.param_groups[0]["lr"], **metrics, "elapsed_s": round(elapsed, 1)}
+        if metrics["val_mre_mm"] < best["val_mre_mm"]:
+            best = {**metrics, "epoch": epoch + 1}
+            save_checkpoint(out / "best.safetensors", model, io, {"training": {**recipe, "best": best}})
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        _save_resume_state(last_path, model, optimizer, scheduler, generator, train_set, epoch + 1,
+                           best, elapsed)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1:3d}  loss {record['train_loss']:.4f}  "
+                       f"val MRE {metrics['val_mre_mm']:.3f} mm  SDR@2mm {metrics['val_sdr_2mm']:.1f}%  "
+                       f"best {best['val_mre_mm']:.3f} mm (epoch {best.get('epoch')})")
+    summary = {"best": best, "checkpoint": str(out / "best.safetensors"), "wall_s": round(elapsed, 1)}
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def _save_resume_state(path: Path, model, optimizer, scheduler, generator, train_set, epoch: int,
+                       best: dict, elapsed: float) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+             "loader_rng": generator.get_state(), "augment_rng": train_set.rng.bit_generator.state,
+             "epoch": epoch, "best": best, "elapsed_s": elapsed}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

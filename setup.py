@@ -1,0 +1,41 @@
+"""edgeld: anatomical landmark detection distilled for edge hardware."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+CPU_RUNTIME = [
+    "numpy>=1.24",
+    "pillow>=10.0",
+    "click>=8.1",
+    "onnx>=1.16",
+    "onnxruntime>=1.18",
+    "safetensors>=0.4",
+    "tqdm>=4.66",
+]
+TRAINING = [
+    "torch==2.13.0",
+    "onnxscript>=0.1",
+    "onnxsim==0.8.1",
+    "matplotlib>=3.8",
+]
+
+setup(
+    name="edgeld",
+    version="0.1.0",
+    description="Anatomical landmark detection on X-rays, distilled and deployed to edge hardware",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edgeld", "edgeld.*"]),
+    package_data={"edgeld": ["weights/*.safetensors", "samples/*/*.*", "samples/*/*/*.*"]},
+    include_package_data=True,
+    install_requires=CPU_RUNTIME,
+    extras_require={
+        # training, export and the torch backend of the benchmark
+        "torch": TRAINING,
+        "dev": TRAINING + ["pytest>=8.0", "pytest-timeout>=2.3"],
+        "trt": ["tensorrt>=10.3", "cuda-python>=12.6"],
+        "dicom": ["pydicom>=2.4"],
+    },
+    entry_points={"console_scripts": ["edgeld=edgeld.cli:main"]},
+)
