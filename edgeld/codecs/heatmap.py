@@ -35,6 +35,14 @@ class SoftmaxHeatmapCodec:
         """Heatmap-cell coordinates to input-pixel (x, y)."""
         return (np.asarray(cells, dtype=np.float64) + 0.5) * self.stride - 0.5
 
+    @property
+    def target_window_mass(self) -> float:
+        """Probability mass of a target Gaussian in the 3x3 cells around its centre cell."""
+        offsets = np.arange(-1, 2)
+        g = np.exp(-offsets.astype(np.float64) ** 2 / (2.0 * self.sigma ** 2))
+        full = np.exp(-np.arange(-50, 51, dtype=np.float64) ** 2 / (2.0 * self.sigma ** 2))
+        return float((g.sum() / full.sum()) ** 2)
+
     def encode(self, points: np.ndarray) -> np.ndarray:
         """Normalized Gaussian targets (each map sums to 1), float32 of shape (K, h, w)."""
         h, w = self.heatmap_hw
@@ -51,8 +59,8 @@ class SoftmaxHeatmapCodec:
     def decode(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logit maps (N, K, h, w) to input-pixel points (N, K, 2) and confidences (N, K).
 
-        Confidence is the softmax probability mass in the 3x3 cells around the peak: near 1 for a
-        sharp, single peak, low for a flat or multi-modal map.
+        Confidence is the softmax probability mass in the 3x3 cells around the peak relative to that
+        of a training target: 1 for a peak as sharp as the targets, low for a flat or multi-modal map.
         """
         logits = np.asarray(logits, dtype=np.float64)
         n, k, h, w = logits.shape
@@ -67,15 +75,19 @@ class SoftmaxHeatmapCodec:
             return padded[nn, kk, iy + 1 + dy, ix + 1 + dx]
 
         centre = at(0, 0)
-        dx = _parabola_vertex(at(0, -1), centre, at(0, 1))
-        dy = _parabola_vertex(at(-1, 0), centre, at(1, 0))
+        # at the border a neighbour is missing (edge replication repeats the peak): no refinement
+        dx = np.where((ix > 0) & (ix < w - 1), _parabola_vertex(at(0, -1), centre, at(0, 1)), 0.0)
+        dy = np.where((iy > 0) & (iy < h - 1), _parabola_vertex(at(-1, 0), centre, at(1, 0)), 0.0)
         cells = np.stack([ix + dx, iy + dy], axis=-1)
 
         peak = flat.max(axis=2)
         log_z = peak + np.log(np.exp(flat - peak[..., None]).sum(axis=2))
-        window = sum(np.exp(at(a, b) - log_z) for a in (-1, 0, 1) for b in (-1, 0, 1))
-        # edge replication double-counts at the border; mass never exceeds 1
-        confidence = np.minimum(window, 1.0)
+        mass = np.zeros_like(peak)
+        for a in (-1, 0, 1):
+            for b in (-1, 0, 1):
+                inside = (iy + a >= 0) & (iy + a < h) & (ix + b >= 0) & (ix + b < w)
+                mass += np.where(inside, np.exp(at(a, b) - log_z), 0.0)
+        confidence = np.minimum(mass / self.target_window_mass, 1.0)
         return self.to_pixels(cells), confidence.astype(np.float32)
 
 

@@ -132,6 +132,7 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
         generator.set_state(state["loader_rng"])
         train_set.rng.bit_generator.state = state["augment_rng"]
         start_epoch, best, elapsed = state["epoch"], state["best"], state["elapsed_s"]
+        _drop_log_lines_after(out / "metrics.jsonl", start_epoch)
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", recipe)
@@ -167,6 +168,14 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     summary = {"best": best, "checkpoint": str(out / "best.safetensors"), "wall_s": round(elapsed, 1)}
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _drop_log_lines_after(log: Path, epoch: int) -> None:
+    """A kill after an epoch's log line but before its resume state: that epoch runs again."""
+    if log.is_file():
+        lines = [ln for ln in log.read_text(encoding="utf-8").splitlines()
+                 if ln.strip() and json.loads(ln)["epoch"] <= epoch]
+        log.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
 
 
 def _save_resume_state(path: Path, model, optimizer, scheduler, generator, train_set, epoch: int,
