@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from edgeld.data.transforms import to_unit_float
 from edgeld.runtime import Detection
@@ -18,6 +18,7 @@ def render_overlay(image: np.ndarray, detection: Detection,
     canvas = Image.fromarray(gray, mode="L").convert("RGB")
     draw = ImageDraw.Draw(canvas)
     r = max(3, round(min(image.shape) / 150))
+    font = ImageFont.load_default(size=max(10, 3 * r))
     if reference_px is not None:
         for x, y in reference_px:
             draw.line([(x - r, y - r), (x + r, y + r)], fill=(0, 160, 255), width=max(1, r // 3))
@@ -27,7 +28,7 @@ def render_overlay(image: np.ndarray, detection: Detection,
         c = float(np.clip(conf, 0, 1))
         colour = (int(255 * min(1, 2 - 2 * c)), int(255 * min(1, 2 * c)), 0)
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(1, r // 3))
-        draw.text((x + r + 2, y - r), str(k + 1), fill=colour)
+        draw.text((x + r + 2, y - 2 * r), str(k + 1), fill=colour, font=font)
     return canvas
 
 

@@ -77,6 +77,21 @@ print("ok")
     assert res.stdout.strip() == "ok"
 
 
+def test_cli_evaluates_onnx_with_torch_blocked(tiny_onnx, shared_dataset, tmp_path):
+    out = tmp_path / "r.json"
+    code = f"""
+import sys
+sys.modules["torch"] = None
+sys.argv = ["edgeld", "evaluate", {str(tiny_onnx)!r}, "--data", {str(shared_dataset)!r},
+            "--split", "test1", "--json", {str(out)!r}]
+from edgeld.cli import main
+main()
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["n_images"] == 4
+
+
 def test_export_refuses_when_runtimes_disagree(tiny_checkpoint, tmp_path, monkeypatch):
     """The parity gate: a graph that computes something else must not be written."""
     import edgeld.export.onnx as exp

@@ -12,6 +12,9 @@ import numpy as np
 from PIL import Image
 
 
+REDUCING_GAP = 3.0
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """Aspect-preserving resize of a (src_h, src_w) image into (dst_h, dst_w), padded with zeros."""
@@ -65,8 +68,10 @@ class Letterbox:
         else:
             pil = Image.fromarray(to_unit_float(image), mode="F")
             scale = 1.0
-        resized = np.asarray(pil.resize((self.resized_w, self.resized_h), Image.BILINEAR),
-                             dtype=np.float32) * scale
+        # reducing_gap: box-reduce by an integer factor first, then filter; at 3.0 Pillow documents
+        # the result as indistinguishable from a full antialiased resize, at about half the time
+        resized = np.asarray(pil.resize((self.resized_w, self.resized_h), Image.BILINEAR,
+                                        reducing_gap=REDUCING_GAP), dtype=np.float32) * scale
         out = np.zeros((self.dst_h, self.dst_w), dtype=np.float32)
         out[self.pad_top:self.pad_top + self.resized_h,
             self.pad_left:self.pad_left + self.resized_w] = resized
