@@ -49,16 +49,22 @@ def _write_json(path: str | None, data) -> None:
               help="Training images held out for model selection (default 20).")
 @click.option("--input-size", default=None, metavar="HxW", help="Model input, e.g. 384x320.")
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0: default).")
+@click.option("--aux/--no-aux", default=None,
+              help="Multi-task pretraining (offset regression + masked reconstruction); "
+                   "default: on for the teacher, off for the student.")
 def train(data_dir, role, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
-          threads) -> None:
+          threads, aux) -> None:
     """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
     from dataclasses import replace
 
     from edgeld.config import InputSpec, TrainSpec
-    from edgeld.train.trainer import train as run_training
+    from edgeld.train.trainer import AUX_WEIGHTS, train as run_training
 
     overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, seed=seed,
                                        val_count=val_count, threads=threads).items() if v is not None}
+    if aux if aux is not None else role == "teacher":
+        overrides.update(offset_weight=AUX_WEIGHTS["offset"],
+                         reconstruction_weight=AUX_WEIGHTS["reconstruction"])
     input_spec = InputSpec()
     if input_size:
         h, w = _parse_size(input_size)

@@ -55,6 +55,9 @@ class TrainSpec:
     scale_range: float = 0.08
     shift_fraction: float = 0.04
     threads: int = 0  # 0: torch's default
+    # multi-task pretraining (the teacher's): 0 turns an auxiliary task off
+    offset_weight: float = 0.0
+    reconstruction_weight: float = 0.0
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

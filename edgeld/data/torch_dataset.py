@@ -39,7 +39,8 @@ def cache_samples(samples: Sequence[Sample], height: int, width: int, reference:
 
 
 class HeatmapDataset(Dataset):
-    """Yields (normalized input (1, H, W), target heatmaps (K, h, w)), augmented when `augment`."""
+    """Yields (normalized input (1, H, W), target heatmaps (K, h, w), landmark cells (K, 2)),
+    augmented when a TrainSpec is given."""
 
     def __init__(self, cached: list[CachedSample], codec: SoftmaxHeatmapCodec, mean: float,
                  std: float, spec: TrainSpec | None = None, seed: int = 0):
@@ -52,7 +53,7 @@ class HeatmapDataset(Dataset):
     def __len__(self) -> int:
         return len(self.cached)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         item = self.cached[index]
         image, points = item.image, item.points
         if self.spec is not None:
@@ -62,4 +63,5 @@ class HeatmapDataset(Dataset):
             image = random_intensity(self.rng, warp_image(image, matrix))
             points = warp_points(points, matrix)
         x = normalize(image, self.mean, self.std)[None]
-        return torch.from_numpy(x), torch.from_numpy(self.codec.encode(points))
+        cells = self.codec.to_cells(points).astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(self.codec.encode(points)), torch.from_numpy(cells)

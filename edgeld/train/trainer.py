@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -31,6 +30,7 @@ from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime.detector import decode_to_source
 from edgeld.runtime.manifest import ModelIO, atomic_write_json
+from edgeld.train.tasks import HeatmapTask, MultiTaskTask
 
 ROLE_MODELS = {
     "student": ModelSpec(),
@@ -39,11 +39,16 @@ ROLE_MODELS = {
 }
 
 
-def heatmap_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """KL divergence between Gaussian targets and each map's spatial softmax, mean over maps."""
-    log_p = F.log_softmax(logits.flatten(2), dim=2)
-    t = targets.flatten(2)
-    return (t * (torch.log(t.clamp_min(1e-12)) - log_p)).sum(dim=2).mean()
+# multi-task weights: offset L1 is in heatmap cells (~0.1-1), reconstruction L1 in normalized
+# intensity (~0.1-0.5); both sit near the heatmap KL's late-training scale (~0.1)
+AUX_WEIGHTS = {"offset": 1.0, "reconstruction": 0.5}
+
+
+def make_task(net: LandmarkNet, spec: TrainSpec) -> torch.nn.Module:
+    """The objective: plain heatmaps, or multi-task when an auxiliary weight is set."""
+    if spec.offset_weight > 0 or spec.reconstruction_weight > 0:
+        return MultiTaskTask(net, spec.offset_weight, spec.reconstruction_weight)
+    return HeatmapTask(net)
 
 
 def split_train_val(n: int, val_count: int, seed: int) -> tuple[list[int], list[int]]:
@@ -108,7 +113,8 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
 
     model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
     model = LandmarkNet(model_spec)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    task = make_task(model, spec)
+    optimizer = torch.optim.AdamW(task.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise UserError(f"{len(fit)} training images is fewer than one batch of {spec.batch_size}")
@@ -117,7 +123,7 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
         optimizer, lambda s: lr_factor(s, spec.warmup_epochs * steps_per_epoch, total))
     io = ModelIO(h, w, input_spec.mean, input_spec.std, heatmap_spec.stride, heatmap_spec.sigma,
                  dataset.landmark_names)
-    recipe = {"role": role, "kd": "none", "data": str(data_dir), "dataset": dataset.name,
+    recipe = {"role": role, "kd": "none", "tasks": sorted(task.loss_weights), "data": str(data_dir), "dataset": dataset.name,
               "reference": reference, "train": to_dict(spec), "input": to_dict(input_spec),
               "heatmap": to_dict(heatmap_spec), "model": to_dict(model_spec),
               "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__}
@@ -125,7 +131,7 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     start_epoch, best, elapsed = 0, {"val_mre_mm": float("inf")}, 0.0
     if resume:
         state = torch.load(last_path, weights_only=True)
-        model.load_state_dict(state["model"])
+        task.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -139,27 +145,31 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
 
     for epoch in range(start_epoch, spec.epochs):
         t0 = time.perf_counter()
-        model.train()
-        losses = []
+        task.train()
+        losses, named = [], {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{spec.epochs}", disable=not progress, leave=False)
-        for x, target in bar:
-            loss = heatmap_loss(model(x), target)
+        for x, target, cells in bar:
+            parts = task(x, target, cells)
+            loss = sum(task.loss_weights[name] * value for name, value in parts.items())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
+            for name, value in parts.items():
+                named.setdefault(name, []).append(value.item())
             bar.set_postfix(loss=f"{loss.item():.3f}")
         metrics = validate(model, val, codec, val_inputs, reference, spec.batch_size)
         elapsed += time.perf_counter() - t0
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                  **{f"loss_{k}": float(np.mean(v)) for k, v in named.items()},
                   "lr": optimizer.param_groups[0]["lr"], **metrics, "elapsed_s": round(elapsed, 1)}
         if metrics["val_mre_mm"] < best["val_mre_mm"]:
             best = {**metrics, "epoch": epoch + 1}
             save_checkpoint(out / "best.safetensors", model, io, {"training": {**recipe, "best": best}})
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
-        _save_resume_state(last_path, model, optimizer, scheduler, generator, train_set, epoch + 1,
+        _save_resume_state(last_path, task, optimizer, scheduler, generator, train_set, epoch + 1,
                            best, elapsed)
         if progress:
             tqdm.write(f"epoch {epoch + 1:3d}  loss {record['train_loss']:.4f}  "
@@ -178,9 +188,9 @@ def _drop_log_lines_after(log: Path, epoch: int) -> None:
         log.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
 
 
-def _save_resume_state(path: Path, model, optimizer, scheduler, generator, train_set, epoch: int,
+def _save_resume_state(path: Path, task, optimizer, scheduler, generator, train_set, epoch: int,
                        best: dict, elapsed: float) -> None:
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    state = {"model": task.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
              "loader_rng": generator.get_state(), "augment_rng": train_set.rng.bit_generator.state,
              "epoch": epoch, "best": best, "elapsed_s": elapsed}

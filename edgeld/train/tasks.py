@@ -1,0 +1,88 @@
+"""Training objectives as tasks: each returns a dict of named, unweighted losses.
+
+A batch is (inputs (N,1,H,W), heatmap targets (N,K,h,w), landmark cells (N,K,2)).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edgeld.models.aux_heads import AuxiliaryHeads
+from edgeld.models.landmarknet import LandmarkNet
+
+
+def heatmap_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """KL divergence between Gaussian targets and each map's spatial softmax, mean over maps."""
+    log_p = F.log_softmax(logits.flatten(2), dim=2)
+    t = targets.flatten(2)
+    return (t * (torch.log(t.clamp_min(1e-12)) - log_p)).sum(dim=2).mean()
+
+
+def offset_loss(pred: torch.Tensor, cells: torch.Tensor, radius: float = 2.0) -> torch.Tensor:
+    """L1 between predicted (N,K,2,h,w) and true sub-cell vectors, on cells within `radius`."""
+    n, k, _, h, w = pred.shape
+    ys = torch.arange(h, dtype=pred.dtype, device=pred.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=pred.dtype, device=pred.device).view(1, 1, 1, w)
+    dx = cells[..., 0, None, None] - xs
+    dy = cells[..., 1, None, None] - ys
+    target = torch.stack([dx.expand(n, k, h, w), dy.expand(n, k, h, w)], dim=2)
+    mask = ((dx ** 2 + dy ** 2) <= radius ** 2).unsqueeze(2).to(pred.dtype)
+    return ((pred - target).abs() * mask).sum() / mask.sum().clamp_min(1.0) / 2.0
+
+
+def random_block_mask(x: torch.Tensor, block: int, ratio: float, prob: float,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """A (N,1,H,W) 0/1 mask: for each image with probability `prob`, `ratio` of blocks set to 1."""
+    n, _, h, w = x.shape
+    gh, gw = -(-h // block), -(-w // block)
+    blocks = torch.rand(n, 1, gh, gw, generator=generator) < ratio
+    chosen = torch.rand(n, 1, 1, 1, generator=generator) < prob
+    mask = (blocks & chosen).to(x.dtype)
+    return F.interpolate(mask, scale_factor=block, mode="nearest")[..., :h, :w]
+
+
+class HeatmapTask(nn.Module):
+    """Plain supervised heatmap regression (the student without distillation)."""
+
+    loss_weights = {"heatmap": 1.0}
+
+    def __init__(self, net: LandmarkNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, targets, cells) -> dict[str, torch.Tensor]:
+        return {"heatmap": heatmap_loss(self.net(x), targets)}
+
+
+class MultiTaskTask(nn.Module):
+    """Heatmaps plus offset regression and masked-image reconstruction on shared decoder features."""
+
+    def __init__(self, net: LandmarkNet, offset_weight: float, reconstruction_weight: float,
+                 mask_block: int = 16, mask_ratio: float = 0.3, mask_prob: float = 0.5):
+        super().__init__()
+        self.net = net
+        self.heads = AuxiliaryHeads(net.spec.decoder_width, net.spec.num_landmarks)
+        self.loss_weights = {"heatmap": 1.0, "offset": offset_weight,
+                             "reconstruction": reconstruction_weight}
+        self.mask_block, self.mask_ratio, self.mask_prob = mask_block, mask_ratio, mask_prob
+
+    def forward(self, x, targets, cells) -> dict[str, torch.Tensor]:
+        losses = {}
+        if self.loss_weights["reconstruction"] > 0:
+            mask = random_block_mask(x, self.mask_block, self.mask_ratio, self.mask_prob)
+            masked_x = x * (1 - mask)  # 0 is mid-gray after normalization
+        else:
+            mask, masked_x = None, x
+        feats = self.net.forward_features(masked_x)
+        losses["heatmap"] = heatmap_loss(self.net.forward_head(feats), targets)
+        aux = self.heads(feats)
+        if self.loss_weights["offset"] > 0:
+            losses["offset"] = offset_loss(aux["offsets"], cells)
+        if mask is not None:
+            stride = x.shape[-1] // feats.shape[-1]
+            clean = F.avg_pool2d(x, stride)
+            cell_mask = F.avg_pool2d(mask, stride)
+            err = (aux["reconstruction"] - clean).abs() * cell_mask
+            losses["reconstruction"] = err.sum() / cell_mask.sum().clamp_min(1.0)
+        return losses
