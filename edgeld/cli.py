@@ -118,21 +118,104 @@ def evaluate(model, data_dir, split, reference, json_path, baseline) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option("--to", "target", type=click.Choice(["onnx"]), required=True,
-              help="Artifact format (FP16, INT8 and TensorRT engines come in later versions).")
+@click.option("--to", "target_format", type=click.Choice(["onnx", "fp16", "int8", "engine"]),
+              required=True, help="onnx: FP32 ONNX; fp16: FP16 ONNX (float32 I/O); int8: Q/DQ ONNX "
+                                  "from calibration data; engine: TensorRT engine from an exported ONNX.")
 @click.option("--out", required=True, help="Output path, e.g. student.onnx; the manifest goes to OUT.json.")
-def export(model, target, out) -> None:
-    """Export MODEL (a built-in name or checkpoint) to a deployable artifact plus manifest."""
-    from edgeld.export.onnx import export_onnx
+@click.option("--calibration", default=None, help="Calibration set folder (INT8), from `edgeld calibrate`.")
+@click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
+              help="INT8 layout: tensorrt = symmetric signed INT8, float biases (portable); "
+                   "cpu = unsigned activations with zero points (fastest on x86 ONNX Runtime).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="INT8 activation-range calibration.")
+@click.option("--max-mre-increase", type=float, default=None,
+              help="Accuracy gate in mm against FP32 (default 0.05 for int8, 0.01 for fp16).")
+@click.option("--data", "data_dir", default=None,
+              help="Dataset for the accuracy gate (default: the calibration set's dataset).")
+@click.option("--split", default=None,
+              help="Gate split (default: the model's own validation images, held out from train).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="Engine precision (--to engine); must match what the ONNX holds on TensorRT 11.")
+@click.option("--batch-sizes", default="1,1,8", show_default=True, metavar="MIN,OPT,MAX",
+              help="Engine optimization profile over batch sizes.")
+@click.option("--timing-cache", default=None, help="TensorRT timing cache file (read and updated).")
+@click.option("--legacy-calibration", default=None,
+              help="TensorRT 10 only: INT8 through the legacy entropy calibrator and this calibration set.")
+def export(model, target_format, out, calibration, target, method, max_mre_increase, data_dir,
+           split, precision, batch_sizes, timing_cache, legacy_calibration) -> None:
+    """Export MODEL to a deployable artifact plus manifest (PATH.json)."""
     from edgeld.load import model_kind
 
-    if model_kind(model) not in ("builtin", "checkpoint"):
-        raise UserError(f"export needs a built-in model or a .safetensors checkpoint, not {model}")
-    manifest = export_onnx(model, out)
-    parity = manifest["parity"]
+    engine_only = {"--precision": precision, "--timing-cache": timing_cache,
+                   "--legacy-calibration": legacy_calibration}
+    if target_format != "engine":
+        for name, value in engine_only.items():
+            if value is not None:
+                raise UserError(f"{name} applies to --to engine only")
+    else:
+        if model_kind(model) != "onnx":
+            raise UserError("--to engine builds from an exported .onnx (with its manifest); "
+                            "run `edgeld export MODEL --to onnx|fp16|int8` first")
+        from edgeld.export.tensorrt import build_engine
+
+        try:
+            sizes = tuple(int(v) for v in batch_sizes.split(","))
+        except ValueError:
+            raise UserError(f"--batch-sizes must look like 1,1,8 (got {batch_sizes!r})") from None
+        manifest = build_engine(model, out, precision or "fp32", sizes, timing_cache,
+                                legacy_calibration)
+        click.echo(f"wrote {out} and {out}.json (TensorRT {manifest['tensorrt']['version']}, "
+                   f"{manifest['tensorrt']['gpu']}, {manifest['artifact']['precision']})")
+        return
+
+    if target_format == "onnx":
+        from edgeld.export.onnx import export_onnx
+
+        if model_kind(model) not in ("builtin", "checkpoint"):
+            raise UserError(f"--to onnx needs a built-in model or a .safetensors checkpoint, not {model}")
+        for name, value in (("--calibration", calibration), ("--max-mre-increase", max_mre_increase)):
+            if value is not None:
+                raise UserError(f"{name} does not apply to --to onnx (FP32 is checked by parity)")
+        manifest = export_onnx(model, out)
+        parity = manifest["parity"]
+        click.echo(f"wrote {out} ({manifest['artifact']['bytes'] / 1e6:.2f} MB) and {out}.json; "
+                   f"ONNX Runtime vs torch: max logit diff {parity['max_abs_logit_diff']:.1e}, "
+                   f"max landmark diff {parity['max_point_diff_px']:.1e} px")
+        return
+    from edgeld.export.lowered import export_lowered
+
+    if target_format == "fp16" and (target != "tensorrt" or method != "minmax"):
+        raise UserError("--target and --method apply to --to int8 only")
+    manifest = export_lowered(model, out, target_format, calibration, target, method,
+                              max_mre_increase, data_dir, split, echo=click.echo)
+    gate = manifest["gate"]
     click.echo(f"wrote {out} ({manifest['artifact']['bytes'] / 1e6:.2f} MB) and {out}.json; "
-               f"ONNX Runtime vs torch: max logit diff {parity['max_abs_logit_diff']:.1e}, "
-               f"max landmark diff {parity['max_point_diff_px']:.1e} px")
+               f"MRE on {gate['split']}: {gate['fp32_mre_mm']:.3f} -> {gate['mre_mm']:.3f} mm "
+               f"(limit +{gate['max_mre_increase_mm']} mm); "
+               f"{len(manifest['lowering']['kept_float32'])} layer(s) kept in float32")
+
+
+@cli.command()
+@click.option("--data", "data_dir", required=True)
+@click.option("--split", required=True)
+@click.option("--count", type=click.IntRange(1), required=True)
+@click.option("--out", "out_dir", required=True, help="Folder, e.g. calibration/isbi2015-train-64.")
+@click.option("--model", default="isbi2015-student", show_default=True,
+              help="The model whose preprocessing the tensors follow.")
+@click.option("--method", type=click.Choice(["diverse", "random", "first"]), default="diverse",
+              show_default=True, help="How images are chosen.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
+    """Write an INT8 calibration set: a manifest plus preprocessed tensors."""
+    from edgeld.export.calibration import build_calibration
+    from edgeld.info import model_info
+    from edgeld.runtime import ModelIO
+
+    info = model_info(model)
+    io = ModelIO.from_dict(info["io"])
+    cal = build_calibration(data_dir, split, count, out_dir, io, method, seed)
+    click.echo(f"wrote {out_dir}/manifest.json and tensors.npy: {len(cal.tensors)} images from "
+               f"{split} ({method})")
 
 
 @cli.command()

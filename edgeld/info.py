@@ -27,9 +27,7 @@ def checkpoint_metadata(path: Path) -> dict[str, Any]:
 def model_info(ref: str) -> dict[str, Any]:
     """The `info --json` record of a MODEL argument."""
     kind = model_kind(ref)
-    if kind == "engine":
-        raise UserError("TensorRT engines are not supported yet in this version of edgeld")
-    if kind == "onnx":
+    if kind in ("onnx", "engine"):
         path = Path(ref)
         if not path.is_file():
             raise UserError(f"model file not found: {path}")
@@ -54,6 +52,7 @@ def model_info(ref: str) -> dict[str, Any]:
         "input_size": [io["input_height"], io["input_width"]],
         "landmarks": list(io["landmarks"]),
         "precision": precision,
+        "io": io,
     }
 
 

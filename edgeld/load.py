@@ -16,7 +16,7 @@ def model_kind(ref: str) -> str:
     suffix = Path(ref).suffix.lower()
     if suffix == ".onnx":
         return "onnx"
-    if suffix in (".engine", ".plan"):
+    if suffix == ".engine":
         return "engine"
     if suffix == ".safetensors":
         return "checkpoint"
@@ -46,10 +46,8 @@ def checkpoint_path(ref: str) -> Path:
 def open_detector(ref: str, threads: int = 0) -> LandmarkDetector:
     """A ready detector for any MODEL argument."""
     kind = model_kind(ref)
-    if kind == "onnx":
+    if kind in ("onnx", "engine"):
         return LandmarkDetector(ref, threads=threads)
-    if kind == "engine":
-        raise UserError("TensorRT engines are not supported yet in this version of edgeld")
     try:
         import torch
     except ImportError as exc:

@@ -91,3 +91,24 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export_onnx(str(tiny_checkpoint), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(shared_dataset, tmp_path_factory) -> dict:
+    """A student trained briefly on the synthetic set at 64x64, exported to FP32 ONNX.
+
+    Lowering tests need a model whose landmarks mean something, so accuracy gates measure real
+    changes; the run records its validation images like a real one.
+    """
+    from edgeld.config import InputSpec, TrainSpec
+    from edgeld.export.onnx import export_onnx
+    from edgeld.train.trainer import train
+
+    root = tmp_path_factory.mktemp("trained")
+    summary = train(str(shared_dataset), str(root / "run"),
+                    spec=TrainSpec(epochs=6, batch_size=4, lr=3e-3, warmup_epochs=1, val_count=3,
+                                   threads=1),
+                    input_spec=InputSpec(height=64, width=64), progress=False)
+    onnx_path = root / "student.onnx"
+    export_onnx(summary["checkpoint"], onnx_path)
+    return {"checkpoint": Path(summary["checkpoint"]), "onnx": onnx_path, "data": shared_dataset}

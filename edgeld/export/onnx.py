@@ -51,6 +51,7 @@ def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> dict[str
         raise UserError(f"--out for --to onnx must end in .onnx (got {out})")
     source = checkpoint_path(model_ref)
     model, io, meta = load_checkpoint(source)
+    training = meta.get("training", {})
     example = torch.zeros(1, 1, io.input_height, io.input_width)
     t0 = time.perf_counter()
     graph = _torch_to_onnx(model, example, io, opset)
@@ -68,7 +69,10 @@ def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> dict[str
                      "kind": "onnx", "opset": opset, "precision": "fp32"},
         "io": io.to_dict(),
         "source": {"model": model_ref, "checkpoint_sha256": sha256_file(source),
-                   "params": meta.get("params"), "macs": meta.get("macs")},
+                   "params": meta.get("params"), "macs": meta.get("macs"),
+                   # the images held out for model selection: where later accuracy gates look
+                   "validation": {"dataset": training.get("dataset"),
+                                  "split": "train", "images": training.get("val_images", [])}},
         "parity": parity,
         "tools": {"edgeld": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                   "onnxruntime": ort.__version__, "onnxsim": _onnxsim_version(),

@@ -55,7 +55,8 @@ def decode_to_source(logits: np.ndarray, boxes: Sequence[Letterbox], codec: Soft
 
 
 class LandmarkDetector:
-    """Load once, detect many. `LandmarkDetector("student.onnx")` reads the manifest beside it.
+    """Load once, detect many. `LandmarkDetector("student.onnx")` (or a TensorRT `.engine`) reads
+    the manifest beside it.
 
     Thread-safety: `detect` keeps no per-call state on the object; ONNX Runtime sessions may be
     called from several threads at once.
@@ -71,8 +72,12 @@ class LandmarkDetector:
             io = ModelIO.from_dict(manifest["io"])
             if artifact.suffix == ".onnx":
                 runner = OnnxRuntimeRunner(artifact, providers=providers, threads=threads)
+            elif artifact.suffix == ".engine":
+                from edgeld.runtime.tensorrt_runner import TensorRTRunner
+
+                runner = TensorRTRunner(artifact)
             else:
-                raise UserError(f"unsupported artifact type '{artifact.suffix}' (expected .onnx)")
+                raise UserError(f"unsupported artifact type '{artifact.suffix}' (expected .onnx or .engine)")
             self.manifest = manifest
         elif runner is None or io is None:
             raise ValueError("give an artifact path, or both a runner and its ModelIO")

@@ -1,0 +1,70 @@
+"""Accuracy gate: a lowered artifact is written only if its MRE stays within a bound of FP32's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeld.data import LandmarkDataset, Sample, load_grayscale, open_dataset
+from edgeld.errors import UserError
+from edgeld.metrics import radial_errors_mm, sdr_percent
+from edgeld.runtime import LandmarkDetector, ModelIO
+from edgeld.runtime.runners import OnnxRuntimeRunner
+
+
+def gate_samples(dataset: LandmarkDataset, split: str | None, validation: dict[str, Any]) -> tuple[str, list[Sample]]:
+    """The gate's images: a named split, else the source model's held-out validation images."""
+    if split is not None:
+        return split, dataset.split(split)
+    ids = set(validation.get("images") or [])
+    if not ids:
+        raise UserError("the model records no validation images; give --split NAME for the accuracy gate")
+    pool = dataset.split(validation.get("split") or "train")
+    samples = [s for s in pool if s.image_id in ids]
+    if len(samples) != len(ids):
+        raise UserError(f"{dataset.root} lacks some of the model's validation images; "
+                        "give --split NAME for the accuracy gate")
+    return "validation (held out from train)", samples
+
+
+@dataclass
+class Gate:
+    """Images and references loaded once, to evaluate many candidate graphs quickly."""
+
+    io: ModelIO
+    split: str
+    images: list[np.ndarray]
+    references: np.ndarray
+    spacing: np.ndarray
+
+    @classmethod
+    def load(cls, io: ModelIO, data_dir: str | Path, split: str | None,
+             validation: dict[str, Any]) -> "Gate":
+        dataset = open_dataset(data_dir)
+        name, samples = gate_samples(dataset, split, validation)
+        if tuple(dataset.landmark_names) != tuple(io.landmarks):
+            raise UserError(f"{data_dir} has other landmarks than the model; gate on the model's dataset")
+        return cls(io, name, [load_grayscale(s.path) for s in samples],
+                   np.stack([s.reference(dataset.default_reference) for s in samples]),
+                   np.array([s.spacing_mm or (1.0, 1.0) for s in samples]))
+
+    def evaluate(self, onnx_path: str | Path) -> dict[str, float]:
+        detector = LandmarkDetector(runner=OnnxRuntimeRunner(onnx_path, ["CPUExecutionProvider"]),
+                                    io=self.io)
+        points = np.stack([d.landmarks_px for i in range(0, len(self.images), 8)
+                           for d in detector.detect_batch(self.images[i:i + 8])])
+        errors = radial_errors_mm(points, self.references, self.spacing)
+        return {"mre_mm": float(errors.mean()), "sdr_2mm": sdr_percent(errors)["2.0"]}
+
+
+def displacement_px(reference_onnx: str | Path, candidate_onnx: str | Path, io: ModelIO,
+                    inputs: np.ndarray) -> float:
+    """Mean decoded-landmark displacement (input pixels) between two graphs on the same inputs."""
+    from edgeld.codecs import SoftmaxHeatmapCodec
+
+    codec = SoftmaxHeatmapCodec((io.input_height, io.input_width), io.heatmap_stride, io.heatmap_sigma)
+    a = codec.decode(OnnxRuntimeRunner(reference_onnx, ["CPUExecutionProvider"]).infer(inputs))[0]
+    b = codec.decode(OnnxRuntimeRunner(candidate_onnx, ["CPUExecutionProvider"]).infer(inputs))[0]
+    return float(np.linalg.norm(a - b, axis=-1).mean())

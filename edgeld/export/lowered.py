@@ -1,0 +1,172 @@
+"""`edgeld export --to int8|fp16`: lower an FP32 model, gate its accuracy, write it with a manifest."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeld import __version__
+from edgeld.errors import UserError
+from edgeld.export.gate import Gate, displacement_px
+from edgeld.export.precision import (convert_fp16, layer_sensitivity, prepare_for_quantization,
+                                     quantize_int8, weight_nodes)
+from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_json, manifest_path,
+                                     read_manifest, sha256_file)
+
+DEFAULT_MAX_MRE_INCREASE = {"int8": 0.05, "fp16": 0.01}
+SENSITIVITY_INPUTS = 8  # calibration images used to rank layers (decoded-landmark displacement)
+
+
+def resolve_fp32(model_ref: str, workdir: Path) -> tuple[Path, dict[str, Any]]:
+    """An FP32 ONNX for the model: the artifact itself, or a fresh export of a checkpoint."""
+    from edgeld.load import model_kind
+
+    if model_kind(model_ref) == "onnx":
+        path = Path(model_ref)
+        if not path.is_file():
+            raise UserError(f"model file not found: {path}")
+        manifest = read_manifest(path)
+        if manifest["artifact"].get("precision") != "fp32":
+            raise UserError(f"{path} is {manifest['artifact'].get('precision')}; lower from the FP32 "
+                            "ONNX or the checkpoint")
+        return path, manifest
+    if model_kind(model_ref) not in ("builtin", "checkpoint"):
+        raise UserError(f"export needs a built-in model, a checkpoint or an FP32 .onnx, not {model_ref}")
+    from edgeld.export.onnx import export_onnx
+
+    path = workdir / "fp32.onnx"
+    return path, export_onnx(model_ref, path)
+
+
+def export_lowered(model_ref: str, out: str | Path, precision: str, calibration: str | None = None,
+                   target: str = "tensorrt", method: str = "minmax",
+                   max_mre_increase: float | None = None, data_dir: str | None = None,
+                   split: str | None = None, progress: bool = True,
+                   echo: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Write an INT8 (Q/DQ) or FP16 ONNX at `out` if it passes the accuracy gate."""
+    from edgeld.export.calibration import load_calibration
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise UserError(f"--out must end in .onnx (got {out})")
+    if precision == "int8" and not calibration:
+        raise UserError("INT8 needs calibration data: --calibration calibration/NAME "
+                        "(make one with `edgeld calibrate`); edgeld never invents scales")
+    if precision == "fp16" and calibration:
+        raise UserError("--calibration applies to --to int8 only")
+    limit = DEFAULT_MAX_MRE_INCREASE[precision] if max_mre_increase is None else max_mre_increase
+    if limit < 0:
+        raise UserError("--max-mre-increase must be >= 0 mm")
+    t0 = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".edgeld-export-") as tmp:
+        work = Path(tmp)
+        fp32_path, fp32_manifest = resolve_fp32(model_ref, work)
+        io = ModelIO.from_dict(fp32_manifest["io"])
+        calib = None
+        if calibration:
+            calib = load_calibration(calibration, progress=progress)
+            if not calib.matches(io):
+                raise UserError(f"{calibration} was preprocessed for another input "
+                                f"({calib.manifest['preprocess']}); make a set for this model")
+        gate_root = data_dir or (calib.manifest["dataset"]["root"] if calib else None)
+        if gate_root is None:
+            raise UserError("the accuracy gate needs data: --data DIR (and --split NAME unless the "
+                            "model records its validation images)")
+        gate = Gate.load(io, gate_root, split, fp32_manifest.get("source", {}).get("validation", {}))
+        reference = gate.evaluate(fp32_path)
+        echo(f"FP32 on {gate.split} ({len(gate.images)} images): MRE {reference['mre_mm']:.3f} mm")
+
+        if precision == "int8":  # node names below are those of the prepared graph
+            source = work / "prepared.onnx"
+            prepare_for_quantization(fp32_path, source)
+        else:
+            source = fp32_path
+
+        def lower(path: Path, keep: list[str], only: list[str] | None = None) -> None:
+            if precision == "int8":
+                quantize_int8(source, path, io.input_name, calib.tensors, target, method,
+                              exclude=keep, only=only, cache_dir=work)
+            else:
+                others = [n for n in weight_nodes(source) if only and n not in only]
+                convert_fp16(source, path, keep_fp32=keep + others)
+
+        candidate, kept, ranking, step = work / "candidate.onnx", [], None, 1
+        while True:
+            lower(candidate, kept)
+            result = gate.evaluate(candidate)
+            increase = result["mre_mm"] - reference["mre_mm"]
+            echo(f"{precision} with {len(kept)} layer(s) kept in float32: MRE {result['mre_mm']:.3f} mm "
+                 f"({increase:+.3f} mm, limit {limit} mm)")
+            if increase <= limit:
+                break
+            if ranking is None:
+                probe = (calib.tensors if calib is not None else None)
+                inputs = probe[:SENSITIVITY_INPUTS] if probe is not None else _gate_inputs(gate)
+                ranking = layer_sensitivity(
+                    weight_nodes(source), lambda node, path: lower(path, [], only=[node]),
+                    lambda path: displacement_px(fp32_path, path, io, inputs), progress)
+            remaining = [n for n, _ in ranking if n not in kept]
+            if not remaining:
+                raise UserError(f"{precision} misses the accuracy gate even with every layer kept in "
+                                f"float32 (MRE +{increase:.3f} mm > {limit} mm); nothing written")
+            kept += remaining[:step]
+            step *= 2
+        manifest = _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib,
+                             calibration, target, method, kept, ranking, gate, reference, result,
+                             limit, time.perf_counter() - t0)
+        shutil.move(str(candidate), str(out))  # same folder: an atomic rename
+    manifest["artifact"]["sha256"] = sha256_file(out)
+    atomic_write_json(manifest_path(out), manifest)
+    return manifest
+
+
+def _gate_inputs(gate: Gate):
+    import numpy as np
+
+    from edgeld.data import preprocess
+
+    io = gate.io
+    return np.stack([preprocess(img, io.input_height, io.input_width, io.mean, io.std)[0]
+                     for img in gate.images[:SENSITIVITY_INPUTS]])
+
+
+def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, calibration, target,
+              method, kept, ranking, gate, reference, result, limit, seconds) -> dict[str, Any]:
+    import onnx
+    import onnxruntime as ort
+
+    artifact = {"file": out.name, "bytes": candidate.stat().st_size, "kind": "onnx",
+                "opset": fp32_manifest["artifact"].get("opset"), "precision": precision}
+    lowering: dict[str, Any] = {"kept_float32": kept}
+    if ranking is not None:
+        lowering["sensitivity_px"] = {n: round(v, 4) for n, v in ranking}
+    if precision == "int8":
+        lowering.update({
+            "format": "QDQ", "target": target, "calibration_method": method,
+            "weights": "int8, per-channel, symmetric",
+            "activations": "int8, per-tensor, symmetric (zero point 0)" if target == "tensorrt"
+            else "uint8, per-tensor, asymmetric (zero points)",
+            "bias": "float32" if target == "tensorrt" else "int32",
+            "calibration": {"path": str(calibration), "name": calib.manifest["name"],
+                            "count": len(calib.tensors),
+                            "selection": calib.manifest["selection"]["method"],
+                            "manifest_sha256": sha256_file(Path(calibration) / "manifest.json")}})
+    else:
+        lowering.update({"format": "float16 graph, float32 inputs and outputs"})
+    return {
+        "format": MANIFEST_FORMAT,
+        "artifact": artifact,
+        "io": io.to_dict(),
+        "source": {**fp32_manifest.get("source", {}), "fp32_onnx_sha256": sha256_file(fp32_path)},
+        "lowering": lowering,
+        "gate": {"split": gate.split, "n_images": len(gate.images),
+                 "fp32_mre_mm": reference["mre_mm"], "mre_mm": result["mre_mm"],
+                 "mre_increase_mm": result["mre_mm"] - reference["mre_mm"],
+                 "max_mre_increase_mm": limit,
+                 "fp32_sdr_2mm": reference["sdr_2mm"], "sdr_2mm": result["sdr_2mm"]},
+        "tools": {"edgeld": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        "export_seconds": round(seconds, 2),
+    }
