@@ -192,7 +192,7 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
     click.echo(f"wrote {out} ({manifest['artifact']['bytes'] / 1e6:.2f} MB) and {out}.json; "
                f"MRE on {gate['split']}: {gate['fp32_mre_mm']:.3f} -> {gate['mre_mm']:.3f} mm "
                f"(limit +{gate['max_mre_increase_mm']} mm); "
-               f"{len(manifest['lowering']['kept_float32'])} layer(s) kept in float32")
+               f"kept in float32: {', '.join(manifest['lowering']['kept_float32_layers']) or 'none'}")
 
 
 @cli.command()

@@ -10,7 +10,8 @@ from typing import Any, Callable
 from edgeld import __version__
 from edgeld.errors import UserError
 from edgeld.export.gate import Gate, displacement_px
-from edgeld.export.precision import (convert_fp16, layer_sensitivity, prepare_for_quantization,
+from edgeld.export.precision import (convert_fp16, layer_names, layer_sensitivity,
+                                     prepare_for_quantization,
                                      quantize_int8, weight_nodes)
 from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_json, manifest_path,
                                      read_manifest, sha256_file)
@@ -140,9 +141,12 @@ def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, ca
 
     artifact = {"file": out.name, "bytes": candidate.stat().st_size, "kind": "onnx",
                 "opset": fp32_manifest["artifact"].get("opset"), "precision": precision}
-    lowering: dict[str, Any] = {"kept_float32": kept}
+    layers = layer_names(fp32_path)
+    lowering: dict[str, Any] = {"kept_float32": kept,
+                                "kept_float32_layers": [layers.get(n, n) for n in kept]}
     if ranking is not None:
         lowering["sensitivity_px"] = {n: round(v, 4) for n, v in ranking}
+        lowering["sensitivity_layers"] = {layers.get(n, n): round(v, 4) for n, v in ranking}
     if precision == "int8":
         lowering.update({
             "format": "QDQ", "target": target, "calibration_method": method,

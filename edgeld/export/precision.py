@@ -17,6 +17,7 @@ import numpy as np
 from edgeld.errors import UserError
 
 INT8_TARGETS = ("tensorrt", "cpu")
+WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -41,7 +42,7 @@ def weight_nodes(onnx_path: str | Path) -> list[str]:
     import onnx
 
     graph = onnx.load(str(onnx_path)).graph
-    return [n.name for n in graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
+    return [n.name for n in graph.node if n.op_type in WEIGHT_OPS]
 
 
 def prepare_for_quantization(fp32_path: str | Path, out_path: str | Path) -> None:
@@ -62,6 +63,22 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
+
+
+def layer_names(onnx_path: str | Path) -> dict[str, str]:
+    """ONNX node name -> the torch layer it came from (its weight's name without `.weight`)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    inits = {i.name for i in graph.initializer}
+    names = {}
+    for node in graph.node:
+        if node.op_type not in WEIGHT_OPS:
+            continue
+        weights = [i for i in node.input[1:2] if i in inits]
+        if weights:
+            names[node.name] = weights[0].removesuffix(".weight")
+    return names
 
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, input_name: str,
