@@ -38,8 +38,10 @@ def _write_json(path: str | None, data) -> None:
 @cli.command()
 @click.option("--data", "data_dir", required=True, help="Dataset folder (either layout).")
 @click.option("--role", type=click.Choice(["student", "teacher"]), default="student", show_default=True)
-@click.option("--kd", type=click.Choice(["none"]), default="none", show_default=True,
-              help="Knowledge distillation method (only 'none' in this version).")
+@click.option("--teacher", default=None, help="Teacher for distillation (built-in name or checkpoint).")
+@click.option("--kd", type=click.Choice(["none", "fsf", "output", "fitnet", "at", "cwd"]),
+              default="none", show_default=True,
+              help="Distillation: fsf = FSF-LD feature sharing; output, fitnet, at, cwd = baselines.")
 @click.option("--out", "out_dir", required=True, help="Run folder for checkpoints and logs.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Default: the recipe's 100.")
@@ -52,7 +54,7 @@ def _write_json(path: str | None, data) -> None:
 @click.option("--aux/--no-aux", default=None,
               help="Multi-task pretraining (offset regression + masked reconstruction); "
                    "default: on for the teacher, off for the student.")
-def train(data_dir, role, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
+def train(data_dir, role, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
           threads, aux) -> None:
     """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
     from dataclasses import replace
@@ -70,7 +72,7 @@ def train(data_dir, role, kd, out_dir, resume, epochs, batch_size, seed, val_cou
         h, w = _parse_size(input_size)
         input_spec = replace(input_spec, height=h, width=w)
     summary = run_training(data_dir, out_dir, role=role, spec=replace(TrainSpec(), **overrides),
-                           input_spec=input_spec, resume=resume)
+                           input_spec=input_spec, resume=resume, kd=kd, teacher=teacher)
     best = summary["best"]
     click.echo(f"best epoch {best['epoch']}: validation MRE {best['val_mre_mm']:.3f} mm, "
                f"SDR@2mm {best['val_sdr_2mm']:.1f}%  ->  {summary['checkpoint']}")

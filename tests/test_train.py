@@ -71,3 +71,32 @@ def test_resume_after_sigkill_matches_uninterrupted_run(shared_dataset, tmp_path
     for a, b in zip(full, cut):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_mre_mm"] == pytest.approx(a["val_mre_mm"], rel=1e-4)
+
+
+def test_distillation_from_a_trained_teacher(shared_dataset, tmp_path):
+    from edgeld.load import open_detector
+
+    teacher = train(str(shared_dataset), str(tmp_path / "teacher"), role="teacher",
+                    spec=replace(FAST, epochs=2, offset_weight=1.0, reconstruction_weight=0.5),
+                    input_spec=SMALL_INPUT, progress=False)
+    assert "loss_reconstruction" in (tmp_path / "teacher" / "metrics.jsonl").read_text()
+    student = train(str(shared_dataset), str(tmp_path / "fsf"), spec=replace(FAST, epochs=2),
+                    input_spec=SMALL_INPUT, progress=False, kd="fsf", teacher=teacher["checkpoint"])
+    log = (tmp_path / "fsf" / "metrics.jsonl").read_text()
+    assert "loss_fsf_shared_gt" in log and "loss_fsf_align" in log
+    config = json.loads((tmp_path / "fsf" / "config.json").read_text())
+    assert config["kd"] == "fsf" and len(config["teacher_sha256"]) == 64
+    det = open_detector(student["checkpoint"])  # the shipped student carries no adapters
+    assert det.io.input_height == 64
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(kd="fsf"), "go together"),
+    (dict(teacher="isbi2015-student"), "go together"),
+    (dict(kd="fsf", teacher="isbi2015-student", role="teacher"), "--role student"),
+    (dict(kd="output", teacher="isbi2015-student"), "takes 384x320"),
+])
+def test_invalid_distillation_options_are_refused(shared_dataset, tmp_path, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        train(str(shared_dataset), str(tmp_path / "x"), spec=FAST, input_spec=SMALL_INPUT,
+              progress=False, **kwargs)

@@ -54,22 +54,33 @@ class LandmarkNet(nn.Module):
             for i, c in enumerate(spec.widths[1:])
         ] + [{"name": "decoder", "num_chs": d, "reduction": 4}]
 
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stage outputs at strides 4, 8, 16, 32, then the decoder's stride-4 feature map."""
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder outputs at strides 4, 8, 16, 32."""
         feats = []
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
-        top = self.laterals[-1](feats[-1])
-        for feat, lateral in zip(reversed(feats[:-1]), reversed(self.laterals[:-1])):
-            top = lateral(feat) + F.interpolate(top, size=feat.shape[-2:], mode="nearest")
-        feats.append(self.fuse(top))
         return feats
+
+    def forward_decoder(self, stage_feats: list[torch.Tensor]) -> torch.Tensor:
+        """Top-down fusion of the four stage outputs into the stride-4 map the head reads.
+
+        Public because feature-sharing distillation runs a teacher's decoder on (adapted) student
+        features."""
+        top = self.laterals[-1](stage_feats[-1])
+        for feat, lateral in zip(reversed(stage_feats[:-1]), reversed(self.laterals[:-1])):
+            top = lateral(feat) + F.interpolate(top, size=feat.shape[-2:], mode="nearest")
+        return self.fuse(top)
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Stage outputs at strides 4, 8, 16, 32, then the decoder's stride-4 feature map."""
+        feats = self.forward_stages(x)
+        return feats + [self.forward_decoder(feats)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The decoder's stride-4 feature map that the head reads."""
-        return self.forward_intermediates(x)[-1]
+        return self.forward_decoder(self.forward_stages(x))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Heatmap logits (N, K, H/4, W/4) from decoder features."""

@@ -81,10 +81,42 @@ def validate(model: LandmarkNet, cached: list[CachedSample], codec: SoftmaxHeatm
     return {"val_mre_mm": float(errors.mean()), "val_sdr_2mm": sdr_percent(errors)["2.0"]}
 
 
+def load_teacher(ref: str, io: ModelIO) -> tuple[LandmarkNet, str]:
+    """A frozen teacher for distillation, checked against the student's input and landmarks."""
+    from edgeld.load import checkpoint_path, model_kind
+    from edgeld.models.checkpoint import load_checkpoint
+
+    if model_kind(ref) not in ("builtin", "checkpoint"):
+        raise UserError(f"--teacher must be a built-in model or a .safetensors checkpoint, not {ref}")
+    path = checkpoint_path(ref)
+    teacher, teacher_io, _ = load_checkpoint(path)
+    if (teacher_io.input_height, teacher_io.input_width, tuple(teacher_io.landmarks)) != (
+            io.input_height, io.input_width, tuple(io.landmarks)):
+        raise UserError(f"teacher {ref} takes {teacher_io.input_height}x{teacher_io.input_width} "
+                        f"input with {len(teacher_io.landmarks)} landmarks; the student needs "
+                        f"{io.input_height}x{io.input_width} with {len(io.landmarks)}")
+    if teacher_io.heatmap_stride != io.heatmap_stride:
+        raise UserError(f"teacher {ref} has heatmap stride {teacher_io.heatmap_stride}, the student "
+                        f"{io.heatmap_stride}")
+    from edgeld.runtime.manifest import sha256_file
+
+    return teacher, sha256_file(path)
+
+
 def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = TrainSpec(),
           input_spec: InputSpec = InputSpec(), heatmap_spec: HeatmapSpec = HeatmapSpec(),
-          resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train one model; returns the best epoch's validation metrics and the checkpoint path."""
+          resume: bool = False, progress: bool = True, kd: str = "none",
+          teacher: str | None = None) -> dict[str, Any]:
+    """Train one model; returns the best epoch's validation metrics and the checkpoint path.
+
+    With `kd` other than "none", the student learns from the frozen `teacher` as well (see
+    edgeld.distill.task)."""
+    if (kd == "none") != (teacher is None):
+        raise UserError("--kd METHOD and --teacher MODEL go together (or neither)")
+    if kd != "none" and role != "student":
+        raise UserError("distillation trains a student: use --role student with --kd")
+    if kd != "none" and (spec.offset_weight or spec.reconstruction_weight):
+        raise UserError("--aux (multi-task) and --kd are separate recipes; choose one")
     out = Path(out_dir)
     last_path = out / "last.pt"
     if resume and not last_path.is_file():
@@ -113,17 +145,26 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
 
     model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
     model = LandmarkNet(model_spec)
-    task = make_task(model, spec)
-    optimizer = torch.optim.AdamW(task.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    io = ModelIO(h, w, input_spec.mean, input_spec.std, heatmap_spec.stride, heatmap_spec.sigma,
+                 dataset.landmark_names)
+    teacher_sha = None
+    if kd != "none":
+        from edgeld.distill.task import DistillationTask
+
+        teacher_net, teacher_sha = load_teacher(teacher, io)
+        task = DistillationTask(model, teacher_net, kd)
+    else:
+        task = make_task(model, spec)
+    optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=spec.lr,
+                                  weight_decay=spec.weight_decay)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise UserError(f"{len(fit)} training images is fewer than one batch of {spec.batch_size}")
     total = spec.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, spec.warmup_epochs * steps_per_epoch, total))
-    io = ModelIO(h, w, input_spec.mean, input_spec.std, heatmap_spec.stride, heatmap_spec.sigma,
-                 dataset.landmark_names)
-    recipe = {"role": role, "kd": "none", "tasks": sorted(task.loss_weights), "data": str(data_dir), "dataset": dataset.name,
+    recipe = {"role": role, "kd": kd, "teacher": teacher, "teacher_sha256": teacher_sha,
+              "loss_weights": task.loss_weights, "data": str(data_dir), "dataset": dataset.name,
               "reference": reference, "train": to_dict(spec), "input": to_dict(input_spec),
               "heatmap": to_dict(heatmap_spec), "model": to_dict(model_spec),
               "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__}
