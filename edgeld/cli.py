@@ -73,6 +73,8 @@ def train(data_dir, role, teacher, kd, out_dir, resume, epochs, batch_size, seed
         input_spec = replace(input_spec, height=h, width=w)
     summary = run_training(data_dir, out_dir, role=role, spec=replace(TrainSpec(), **overrides),
                            input_spec=input_spec, resume=resume, kd=kd, teacher=teacher)
+    if summary["rank"] != 0:  # under torchrun, rank 0 reports
+        return
     best = summary["best"]
     click.echo(f"best epoch {best['epoch']}: validation MRE {best['val_mre_mm']:.3f} mm, "
                f"SDR@2mm {best['val_sdr_2mm']:.1f}%  ->  {summary['checkpoint']}")

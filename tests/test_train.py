@@ -100,3 +100,19 @@ def test_invalid_distillation_options_are_refused(shared_dataset, tmp_path, kwar
     with pytest.raises(UserError, match=message):
         train(str(shared_dataset), str(tmp_path / "x"), spec=FAST, input_spec=SMALL_INPUT,
               progress=False, **kwargs)
+
+
+def test_ddp_two_processes_on_gloo(shared_dataset, tmp_path):
+    """torchrun with 2 CPU processes (gloo): one log line per epoch, one checkpoint, same model."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(29500 + os.getpid() % 1000), "-m", "edgeld", "train",
+           "--data", str(shared_dataset), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+           "--val-count", "3", "--input-size", "64x64", "--threads", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    assert (out / "best.safetensors").is_file()

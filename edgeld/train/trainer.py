@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from edgeld import __version__
@@ -30,6 +31,7 @@ from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime.detector import decode_to_source
 from edgeld.runtime.manifest import ModelIO, atomic_write_json
+from edgeld.train.distributed import Distributed
 from edgeld.train.tasks import HeatmapTask, MultiTaskTask
 
 ROLE_MODELS = {
@@ -127,9 +129,14 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     samples = dataset.split("train")
     reference = dataset.default_reference
     fit_idx, val_idx = split_train_val(len(samples), spec.val_count, spec.seed)
+    ddp = Distributed.from_env()
+    if spec.batch_size % ddp.world_size:
+        raise UserError(f"--batch-size {spec.batch_size} must divide evenly over {ddp.world_size} "
+                        "processes (it is the global batch)")
     if spec.threads:
         torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
+    progress = progress and ddp.is_main
 
     h, w = input_spec.height, input_spec.width
     codec = SoftmaxHeatmapCodec((h, w), heatmap_spec.stride, heatmap_spec.sigma)
@@ -138,9 +145,13 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     val = [cached[i] for i in val_idx]
     val_inputs = torch.stack([HeatmapDataset(val, codec, input_spec.mean, input_spec.std)[i][0]
                               for i in range(len(val))])
-    train_set = HeatmapDataset(fit, codec, input_spec.mean, input_spec.std, spec, seed=spec.seed)
+    train_set = HeatmapDataset(fit, codec, input_spec.mean, input_spec.std, spec,
+                               seed=spec.seed + ddp.rank)
     generator = torch.Generator().manual_seed(spec.seed)
-    loader = DataLoader(train_set, batch_size=spec.batch_size, shuffle=True, drop_last=True,
+    sampler = (DistributedSampler(train_set, ddp.world_size, ddp.rank, shuffle=True, seed=spec.seed,
+                                  drop_last=True) if ddp.enabled else None)
+    loader = DataLoader(train_set, batch_size=spec.batch_size // ddp.world_size,
+                        shuffle=sampler is None, sampler=sampler, drop_last=True,
                         generator=generator, num_workers=0)
 
     model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
@@ -169,6 +180,8 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
               "heatmap": to_dict(heatmap_spec), "model": to_dict(model_spec),
               "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__}
 
+    # DDP averages gradients over processes; the task's loss_weights stay on the plain module
+    step_fn = DistributedDataParallel(task) if ddp.enabled else task
     start_epoch, best, elapsed = 0, {"val_mre_mm": float("inf")}, 0.0
     if resume:
         state = torch.load(last_path, weights_only=True)
@@ -177,20 +190,25 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         generator.set_state(state["loader_rng"])
-        train_set.rng.bit_generator.state = state["augment_rng"]
+        if ddp.is_main:  # other ranks' augmentation streams are reseeded, not restored
+            train_set.rng.bit_generator.state = state["augment_rng"]
+        else:
+            train_set.rng = np.random.default_rng([spec.seed, ddp.rank, state["epoch"]])
         start_epoch, best, elapsed = state["epoch"], state["best"], state["elapsed_s"]
         _drop_log_lines_after(out / "metrics.jsonl", start_epoch)
-    else:
+    elif ddp.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", recipe)
+        atomic_write_json(out / "config.json", {**recipe, "processes": ddp.world_size})
 
     for epoch in range(start_epoch, spec.epochs):
         t0 = time.perf_counter()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         task.train()
         losses, named = [], {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{spec.epochs}", disable=not progress, leave=False)
         for x, target, cells in bar:
-            parts = task(x, target, cells)
+            parts = step_fn(x, target, cells)
             loss = sum(task.loss_weights[name] * value for name, value in parts.items())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -200,6 +218,9 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
             for name, value in parts.items():
                 named.setdefault(name, []).append(value.item())
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if not ddp.is_main:  # rank 0 validates, logs and checkpoints; the others wait for it
+            ddp.barrier()
+            continue
         metrics = validate(model, val, codec, val_inputs, reference, spec.batch_size)
         elapsed += time.perf_counter() - t0
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
@@ -216,8 +237,12 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
             tqdm.write(f"epoch {epoch + 1:3d}  loss {record['train_loss']:.4f}  "
                        f"val MRE {metrics['val_mre_mm']:.3f} mm  SDR@2mm {metrics['val_sdr_2mm']:.1f}%  "
                        f"best {best['val_mre_mm']:.3f} mm (epoch {best.get('epoch')})")
-    summary = {"best": best, "checkpoint": str(out / "best.safetensors"), "wall_s": round(elapsed, 1)}
-    atomic_write_json(out / "summary.json", summary)
+        ddp.barrier()
+    summary = {"best": best, "checkpoint": str(out / "best.safetensors"), "wall_s": round(elapsed, 1),
+               "rank": ddp.rank}
+    if ddp.is_main:
+        atomic_write_json(out / "summary.json", summary)
+    ddp.close()
     return summary
 
 
