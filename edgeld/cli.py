@@ -37,7 +37,9 @@ def _write_json(path: str | None, data) -> None:
 
 @cli.command()
 @click.option("--data", "data_dir", required=True, help="Dataset folder (either layout).")
-@click.option("--role", type=click.Choice(["student", "teacher"]), default="student", show_default=True)
+@click.option("--role", type=click.Choice(["student", "teacher", "refiner"]), default="student",
+              show_default=True, help="refiner: a cascade's patch-refinement stage (needs --stage1).")
+@click.option("--stage1", default=None, help="The first stage a refiner is selected with.")
 @click.option("--teacher", default=None, help="Teacher for distillation (built-in name or checkpoint).")
 @click.option("--kd", type=click.Choice(["none", "fsf", "output", "fitnet", "at", "cwd"]),
               default="none", show_default=True,
@@ -54,7 +56,7 @@ def _write_json(path: str | None, data) -> None:
 @click.option("--aux/--no-aux", default=None,
               help="Multi-task pretraining (offset regression + masked reconstruction); "
                    "default: on for the teacher, off for the student.")
-def train(data_dir, role, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
+def train(data_dir, role, stage1, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
           threads, aux) -> None:
     """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
     from dataclasses import replace
@@ -67,6 +69,18 @@ def train(data_dir, role, teacher, kd, out_dir, resume, epochs, batch_size, seed
     if aux if aux is not None else role == "teacher":
         overrides.update(offset_weight=AUX_WEIGHTS["offset"],
                          reconstruction_weight=AUX_WEIGHTS["reconstruction"])
+    if (role == "refiner") != (stage1 is not None):
+        raise UserError("--role refiner and --stage1 MODEL go together")
+    if role == "refiner":
+        from edgeld.train.refiner import REFINER_RECIPE, train_refiner
+
+        if kd != "none" or teacher or aux or input_size or resume:
+            raise UserError("a refiner takes --data, --stage1, --out and the optimizer options only")
+        summary = train_refiner(data_dir, out_dir, stage1, replace(REFINER_RECIPE, **overrides))
+        best = summary["best"]
+        click.echo(f"best epoch {best['epoch']}: cascade validation MRE {best['val_mre_mm']:.3f} mm "
+                   f"->  {summary['checkpoint']}")
+        return
     input_spec = InputSpec()
     if input_size:
         h, w = _parse_size(input_size)
@@ -98,7 +112,8 @@ def _parse_size(text: str) -> tuple[int, int]:
               help="Annotation to compare with (default: the dataset's, senior for ISBI).")
 @click.option("--json", "json_path", default=None, help="Write the results as JSON here.")
 @click.option("--baseline", is_flag=True, help="Also report the mean-shape baseline.")
-def evaluate(model, data_dir, split, reference, json_path, baseline) -> None:
+@click.option("--refiner", default=None, help="A cascade's refinement stage to run after MODEL.")
+def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) -> None:
     """MRE and SDR of MODEL on a dataset split."""
     from edgeld.data import open_dataset
     from edgeld.evaluate import evaluate as run_eval, mean_shape_baseline
@@ -106,8 +121,8 @@ def evaluate(model, data_dir, split, reference, json_path, baseline) -> None:
 
     dataset = open_dataset(data_dir)
     dataset.split(split)
-    detector = open_detector(model)
-    result = {"model": model, "data": str(data_dir),
+    detector = open_detector(model, refiner=refiner)
+    result = {"model": model if not refiner else f"{model} + {refiner}", "data": str(data_dir),
               **run_eval(detector, dataset, split, reference)}
     rows = [result]
     if baseline:
@@ -229,14 +244,15 @@ def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
               help="Pixel spacing in mm (square pixels); without it, landmarks are in pixels only.")
 @click.option("--json", "json_path", default=None)
 @click.option("--overlay", "overlay_dir", default=None, help="Write each image with its landmarks here.")
-def predict(model, images, spacing, json_path, overlay_dir) -> None:
+@click.option("--refiner", default=None, help="A cascade's refinement stage to run after MODEL.")
+def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
     """Landmarks of one or more X-ray images."""
     from edgeld.data import load_grayscale
     from edgeld.load import open_detector
     from edgeld.overlay import save_overlay
 
     loaded = [(path, load_grayscale(path)) for path in images]  # fail early on a bad image
-    detector = open_detector(model)
+    detector = open_detector(model, refiner=refiner)
     records = []
     for path, image in loaded:
         det = detector.detect(image, spacing)
@@ -261,8 +277,10 @@ def predict(model, images, spacing, json_path, overlay_dir) -> None:
 @click.option("--seconds", type=click.FloatRange(0.1), default=3.0, show_default=True,
               help="Minimum timed seconds per measurement (after 1 s of warm-up).")
 @click.option("--threads", type=click.IntRange(0), default=0, help="Intra-op threads (0: all).")
+@click.option("--refiner", default=None,
+              help="A cascade's refinement stage, run after every MODEL (timed with it).")
 @click.option("--out", "out_dir", required=True)
-def benchmark(models, data_dir, split, batches, seconds, threads, out_dir) -> None:
+def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_dir) -> None:
     """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
     from edgeld.bench.device import device_facts
     from edgeld.bench.harness import benchmark_detector, first_image, results_markdown
@@ -275,7 +293,8 @@ def benchmark(models, data_dir, split, batches, seconds, threads, out_dir) -> No
         raise UserError("--data and --split go together")
     dataset = open_dataset(data_dir) if data_dir else None
     image = first_image(dataset, split) if dataset else None
-    detectors = [(m, open_detector(m, threads=threads)) for m in models]  # fail before timing
+    detectors = [(m if not refiner else f"{m} + {refiner}", open_detector(m, threads, refiner))
+                 for m in models]  # fail before timing
     facts = device_facts(threads or None)
     records = []
     for name, detector in detectors:

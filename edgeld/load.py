@@ -43,11 +43,12 @@ def checkpoint_path(ref: str) -> Path:
     return Path(ref)
 
 
-def open_detector(ref: str, threads: int = 0) -> LandmarkDetector:
-    """A ready detector for any MODEL argument."""
+def open_detector(ref: str, threads: int = 0, refiner: str | None = None) -> LandmarkDetector:
+    """A ready detector for any MODEL argument, optionally followed by a refinement stage."""
+    second = open_detector(refiner, threads) if refiner else None
     kind = model_kind(ref)
     if kind in ("onnx", "engine"):
-        return LandmarkDetector(ref, threads=threads)
+        return LandmarkDetector(ref, threads=threads, refiner=second)
     try:
         import torch
     except ImportError as exc:
@@ -58,4 +59,4 @@ def open_detector(ref: str, threads: int = 0) -> LandmarkDetector:
     from edgeld.models.runner import TorchRunner
 
     model, io, _meta = load_checkpoint(checkpoint_path(ref))
-    return LandmarkDetector(runner=TorchRunner(model), io=io)
+    return LandmarkDetector(runner=TorchRunner(model), io=io, refiner=second)

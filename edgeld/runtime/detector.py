@@ -63,7 +63,8 @@ class LandmarkDetector:
     """
 
     def __init__(self, artifact: str | Path | None = None, *, runner: Runner | None = None,
-                 io: ModelIO | None = None, providers: list[str] | None = None, threads: int = 0):
+                 io: ModelIO | None = None, providers: list[str] | None = None, threads: int = 0,
+                 refiner: "LandmarkDetector | None" = None):
         if artifact is not None:
             artifact = Path(artifact)
             if not artifact.is_file():
@@ -83,8 +84,12 @@ class LandmarkDetector:
             raise ValueError("give an artifact path, or both a runner and its ModelIO")
         else:
             self.manifest = {}
+        if refiner is not None and (not refiner.io.patch_size or
+                                    tuple(refiner.io.landmarks) != tuple(io.landmarks)):
+            raise UserError("the refiner must be a refinement-stage model for the same landmarks")
         self.io = io
         self.runner = runner
+        self.refiner = refiner
         self.codec = SoftmaxHeatmapCodec((io.input_height, io.input_width), io.heatmap_stride,
                                          io.heatmap_sigma)
         self.runner.activate()
@@ -106,13 +111,34 @@ class LandmarkDetector:
                      spacings_mm: Sequence[float | Sequence[float] | None] | None = None
                      ) -> list[Detection]:
         """Landmarks of several images in one forward pass."""
+        if self.io.patch_size:
+            raise UserError("this model is a cascade's refinement stage: give it as --refiner of a "
+                            "whole-image model")
         if spacings_mm is None:
             spacings_mm = [None] * len(images)
         inputs, boxes = zip(*(self.preprocess(np.asarray(img)) for img in images))
         logits = self.runner.infer(np.stack(inputs))
         points, confidence = decode_to_source(logits, boxes, self.codec)
+        if self.refiner is not None:
+            for i, image in enumerate(images):
+                points[i], confidence[i] = self.refiner.refine(np.asarray(image), points[i])
         return [Detection(points[i], confidence[i], self.names, _spacing_pair(spacings_mm[i]))
                 for i in range(len(images))]
+
+    def refine(self, image: np.ndarray, points_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As a refinement stage: one patch per landmark around `points_src`, each decoded on its
+        own landmark's channel; returns refined source pixels (K, 2) and confidences (K,)."""
+        from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
+
+        spec = PatchSpec(self.io.patch_size, self.io.patch_factor)
+        centres = spec.source_to_reduced(points_src)
+        patches = crop_patches(reduce_image(image, spec.factor), centres, spec, self.io.mean,
+                               self.io.std)
+        logits = self.runner.infer(patches)
+        k = np.arange(len(points_src))
+        own = logits[k, k][None]  # (1, K, h, w): patch k read on channel k
+        cells, confidence = self.codec.decode(own)
+        return spec.reduced_to_source(spec.patch_origin(centres) + cells[0]), confidence[0]
 
 
 def _spacing_pair(spacing: float | Sequence[float] | None) -> tuple[float, float] | None:

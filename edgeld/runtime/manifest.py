@@ -30,6 +30,10 @@ class ModelIO:
     landmarks: tuple[str, ...]
     input_name: str = "image"
     output_name: str = "heatmaps"
+    # refinement stage of a cascade: patches of patch_size pixels from the source reduced by
+    # patch_factor; 0 for a whole-image model
+    patch_size: int = 0
+    patch_factor: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,0 +1,74 @@
+"""The cascade's refinement stage: patch geometry, training, and detection with a refiner."""
+import json
+
+import numpy as np
+import pytest
+
+from edgeld.config import TrainSpec
+from edgeld.errors import UserError
+from edgeld.load import open_detector
+from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_patch_geometry_puts_a_bright_pixel_where_expected(factor):
+    rx, ry = 10, 20  # one bright pixel of the reduced image = a factor x factor source block
+    image = np.zeros((40 * factor, 30 * factor), np.float32)
+    image[ry * factor:(ry + 1) * factor, rx * factor:(rx + 1) * factor] = 1.0
+    spec = PatchSpec(size=16, factor=factor)
+    centres = np.array([[rx + 0.5, ry + 0.5]])  # patch pixels then fall on reduced pixels
+    patch = crop_patches(reduce_image(image, factor), centres, spec, 0.0, 1.0)[0, 0]
+    assert patch.max() == pytest.approx(1.0)
+    iy, ix = np.unravel_index(patch.argmax(), patch.shape)
+    found = spec.reduced_to_source(spec.patch_origin(centres)[0] + [ix, iy])
+    block_centre = np.array([rx, ry]) * factor + (factor - 1) / 2
+    assert np.allclose(found, block_centre)
+    pts = np.array([[3.3, 7.9]])
+    assert np.allclose(spec.reduced_to_source(spec.source_to_reduced(pts)), pts)
+
+
+def test_patches_outside_the_image_are_zero_filled():
+    spec = PatchSpec(size=8, factor=1)
+    patch = crop_patches(reduce_image(np.ones((10, 10), np.float32), 1), np.array([[-20.0, -20.0]]),
+                         spec, 0.0, 1.0)
+    assert patch.shape == (1, 1, 8, 8) and not patch.any()
+
+
+@pytest.fixture(scope="module")
+def refiner(trained_tiny, tmp_path_factory):
+    from edgeld.train.refiner import train_refiner
+
+    out = tmp_path_factory.mktemp("refiner") / "run"
+    summary = train_refiner(str(trained_tiny["data"]), str(out), str(trained_tiny["checkpoint"]),
+                            TrainSpec(epochs=2, batch_size=8, val_count=3, threads=1),
+                            PatchSpec(size=32, factor=1), progress=False)
+    return summary
+
+
+def test_refiner_training_logs_cascade_metrics(refiner):
+    log = [json.loads(x) for x in open(refiner["checkpoint"].replace("best.safetensors",
+                                                                     "metrics.jsonl"))]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert all(r["val_mre_mm"] > 0 and r["val_stage1_mre_mm"] > 0 for r in log)
+
+
+def test_detector_with_refiner_torch_and_onnx_agree(refiner, trained_tiny, tmp_path):
+    from edgeld.export.onnx import export_onnx
+    from conftest import synthetic_image, synthetic_points
+
+    onnx_refiner = tmp_path / "refiner.onnx"
+    export_onnx(refiner["checkpoint"], onnx_refiner)
+    rng = np.random.default_rng(5)
+    images = [synthetic_image(rng, synthetic_points(rng)) for _ in range(2)]
+    plain = open_detector(str(trained_tiny["onnx"])).detect_batch(images)
+    torch_cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
+    onnx_cascade = open_detector(str(trained_tiny["onnx"]), refiner=str(onnx_refiner))
+    for p, a, b in zip(plain, torch_cascade.detect_batch(images), onnx_cascade.detect_batch(images)):
+        assert np.abs(a.landmarks_px - b.landmarks_px).max() < 0.05
+        assert not np.allclose(p.landmarks_px, b.landmarks_px)  # the second stage moved them
+
+
+def test_refiner_alone_is_refused(refiner):
+    det = open_detector(refiner["checkpoint"])
+    with pytest.raises(UserError, match="refinement stage"):
+        det.detect(np.zeros((40, 40), np.uint8))
