@@ -13,9 +13,10 @@ from edgeld.load import open_detector
 
 def test_demo_runs_end_to_end(tmp_path):
     rows = run_demo(tmp_path, echo=lambda _line: None)
-    assert [r["backend"] for r in rows] == ["torch", "onnxruntime"]
+    assert [r["backend"] for r in rows] == ["torch", "onnxruntime", "ort cascade"]
     assert abs(rows[0]["mre_mm"] - rows[1]["mre_mm"]) < 0.01
     assert rows[1]["mre_mm"] < 4.0  # the mean-shape floor is about 9.7 mm on ISBI test1
+    assert rows[2]["mre_mm"] < rows[1]["mre_mm"]  # the refiner helps on these three images
     assert len(list((tmp_path / "overlays").glob("*.png"))) == 3
     assert (tmp_path / "isbi2015-student.onnx.json").is_file()
 
@@ -34,3 +35,6 @@ def test_student_beats_mean_shape_baseline_on_real_test1():
     floor = mean_shape_baseline(ds, "first20")
     assert result["mre_mm"] < 3.0 < floor["mre_mm"]
     assert result["sdr_percent"]["4.0"] > 75.0
+    cascade = evaluate(open_detector("isbi2015-student", refiner="isbi2015-refiner"), ds, "first20",
+                       progress=False)
+    assert cascade["mre_mm"] < result["mre_mm"] - 0.2

@@ -6,6 +6,8 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BUILTIN_MODELS = {
     "isbi2015-student": "isbi2015-student.safetensors",
+    # the cascade's second stage: pass it as --refiner after isbi2015-student
+    "isbi2015-refiner": "isbi2015-refiner.safetensors",
 }
 
 

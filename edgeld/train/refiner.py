@@ -35,7 +35,7 @@ from edgeld.train.tasks import heatmap_loss
 from edgeld.train.trainer import lr_factor, split_train_val
 
 # patches are cheap: larger batches, fewer epochs than the whole-image recipe
-REFINER_RECIPE = TrainSpec(epochs=30, batch_size=32, warmup_epochs=1)
+REFINER_RECIPE = TrainSpec(epochs=60, batch_size=32, warmup_epochs=1)
 REFINER_MODEL = ModelSpec(widths=(16, 24, 32, 48, 64), depths=(1, 1, 1, 1), decoder_width=32)
 # first-stage errors are ~2 mm typical, with a tail past 4 mm; in reduced pixels (0.2 mm) that is a
 # jitter of sigma 8 px clipped at 20 px, inside a 64 px (12.8 mm) patch
