@@ -32,8 +32,14 @@ class PatchSpec:
 
 
 def reduce_image(image: np.ndarray, factor: int) -> Image.Image:
-    """The source as a Pillow image reduced by an integer factor (box filter), float in [0, 1]."""
-    pil = Image.fromarray(to_unit_float(image), mode="F")
+    """The source as a Pillow image reduced by an integer factor (box filter).
+
+    8-bit images stay 8-bit ("L"): converting a full-size X-ray to float first costs more than
+    the whole refinement; other depths become float in [0, 1] ("F")."""
+    if image.dtype == np.uint8:
+        pil = Image.fromarray(image, mode="L")
+    else:
+        pil = Image.fromarray(to_unit_float(image), mode="F")
     return pil.reduce(factor) if factor > 1 else pil
 
 
@@ -41,12 +47,13 @@ def crop_patches(reduced: Image.Image, centres_reduced: np.ndarray, spec: PatchS
                  std: float) -> np.ndarray:
     """Normalized (K, 1, size, size) float32 patches centred on each (x, y) point (zero outside)."""
     origins = spec.patch_origin(centres_reduced)
+    scale = 1.0 / 255.0 if reduced.mode == "L" else 1.0
     patches = np.empty((len(origins), 1, spec.size, spec.size), dtype=np.float32)
     for i, (ox, oy) in enumerate(origins):
         # Pillow's affine maps output corner coordinates to input corner coordinates; with pixel
         # centres on both sides the shift is the same
         patch = reduced.transform((spec.size, spec.size), Image.AFFINE,
                                   data=(1.0, 0.0, float(ox), 0.0, 1.0, float(oy)),
-                                  resample=Image.BILINEAR, fillcolor=0.0)
-        patches[i, 0] = np.asarray(patch, dtype=np.float32)
+                                  resample=Image.BILINEAR, fillcolor=0)
+        patches[i, 0] = np.asarray(patch, dtype=np.float32) * scale
     return normalize(patches, mean, std)
