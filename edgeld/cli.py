@@ -323,9 +323,12 @@ def info(model, json_path) -> None:
 
     data = model_info(model)
     _write_json(json_path, data)
-    for key in ("name", "kind", "params", "macs", "input_size", "precision", "bytes"):
+    for key in ("name", "kind", "role", "params", "macs", "input_size", "precision", "bytes"):
         value = data.get(key)
-        if key == "macs" and value:
+        if key == "macs" and value and data["role"] == "refiner":
+            value = (f"{value:,} per patch, {data['macs_per_image'] / 1e9:.2f} GMACs per image "
+                     f"({len(data['landmarks'])} patches)")
+        elif key == "macs" and value:
             value = f"{value:,} ({value / 1e9:.2f} GMACs per image)"
         elif key == "params" and value:
             value = f"{value:,}"

@@ -41,6 +41,7 @@ def model_info(ref: str) -> dict[str, Any]:
         if "io" not in meta:
             raise UserError(f"{path} is not an edgeld checkpoint")
         io, params, macs, precision = meta["io"], meta.get("params"), meta.get("macs"), "fp32"
+    patch_size = io.get("patch_size", 0)
     return {
         "name": ref,
         "kind": kind,
@@ -53,6 +54,9 @@ def model_info(ref: str) -> dict[str, Any]:
         "landmarks": list(io["landmarks"]),
         "precision": precision,
         "io": io,
+        # a refiner runs once per landmark patch: its MACs per image are K times its MACs
+        "role": "refiner" if patch_size else "detector",
+        "macs_per_image": macs * len(io["landmarks"]) if (macs and patch_size) else macs,
     }
 
 
