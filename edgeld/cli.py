@@ -296,12 +296,14 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_d
     detectors = [(m if not refiner else f"{m} + {refiner}", open_detector(m, threads, refiner))
                  for m in models]  # fail before timing
     facts = device_facts(threads or None)
+    costs = [_cost(m, refiner) for m in models]
     records = []
-    for name, detector in detectors:
-        accuracy = run_eval(detector, dataset, split) if dataset else {}
+    for (name, detector), cost in zip(detectors, costs):
+        accuracy = run_eval(detector, dataset, split, progress=False) if dataset else {}
         for batch in batches:
             record = benchmark_detector(detector, name, batch, image, min_seconds=seconds)
             record.update(accuracy)
+            record["cost"] = cost
             record["device"] = facts
             records.append(record)
             lat = record["latency_ms"]
@@ -312,6 +314,29 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_d
     atomic_write_json(out / "results.json", {"command": command, "device": facts, "records": records})
     atomic_write_bytes(out / "results.md", results_markdown(records, facts, command).encode())
     click.echo(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def _cost(model: str, refiner: str | None) -> dict:
+    """Parameters, MACs per image and bytes of a model (plus its refiner) for benchmark records."""
+    from edgeld.info import model_info
+
+    parts = [model_info(model)] + ([model_info(refiner)] if refiner else [])
+    total = {}
+    for key, field in (("params", "params"), ("macs", "macs_per_image"), ("bytes", "bytes")):
+        values = [p.get(field) for p in parts]
+        total[key] = sum(values) if all(v is not None for v in values) else None
+    return total
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True)
+@click.option("--out", "out_dir", required=True)
+def report(results, out_dir) -> None:
+    """Render benchmark results (results.json files) as a markdown report with plots."""
+    from edgeld.bench.report import load_records, render_report
+
+    md = render_report(load_records(list(results)), out_dir)
+    click.echo(f"wrote {md} and its plots")
 
 
 @cli.command()
