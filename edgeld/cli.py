@@ -40,6 +40,8 @@ def _write_json(path: str | None, data) -> None:
 @click.option("--role", type=click.Choice(["student", "teacher", "refiner"]), default="student",
               show_default=True, help="refiner: a cascade's patch-refinement stage (needs --stage1).")
 @click.option("--stage1", default=None, help="The first stage a refiner is selected with.")
+@click.option("--patch-factor", type=click.IntRange(1), default=2, show_default=True,
+              help="Refiner: source pixels per patch pixel (ISBI: 2 = 0.2 mm, 4 = 0.4 mm).")
 @click.option("--teacher", default=None, help="Teacher for distillation (built-in name or checkpoint).")
 @click.option("--kd", type=click.Choice(["none", "fsf", "output", "fitnet", "at", "cwd"]),
               default="none", show_default=True,
@@ -56,7 +58,7 @@ def _write_json(path: str | None, data) -> None:
 @click.option("--aux/--no-aux", default=None,
               help="Multi-task pretraining (offset regression + masked reconstruction); "
                    "default: on for the teacher, off for the student.")
-def train(data_dir, role, stage1, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
+def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
           threads, aux) -> None:
     """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
     from dataclasses import replace
@@ -76,7 +78,10 @@ def train(data_dir, role, stage1, teacher, kd, out_dir, resume, epochs, batch_si
 
         if kd != "none" or teacher or aux or input_size or resume:
             raise UserError("a refiner takes --data, --stage1, --out and the optimizer options only")
-        summary = train_refiner(data_dir, out_dir, stage1, replace(REFINER_RECIPE, **overrides))
+        from edgeld.runtime.patches import PatchSpec
+
+        summary = train_refiner(data_dir, out_dir, stage1, replace(REFINER_RECIPE, **overrides),
+                                PatchSpec(factor=patch_factor))
         best = summary["best"]
         click.echo(f"best epoch {best['epoch']}: cascade validation MRE {best['val_mre_mm']:.3f} mm "
                    f"->  {summary['checkpoint']}")
@@ -112,7 +117,8 @@ def _parse_size(text: str) -> tuple[int, int]:
               help="Annotation to compare with (default: the dataset's, senior for ISBI).")
 @click.option("--json", "json_path", default=None, help="Write the results as JSON here.")
 @click.option("--baseline", is_flag=True, help="Also report the mean-shape baseline.")
-@click.option("--refiner", default=None, help="A cascade's refinement stage to run after MODEL.")
+@click.option("--refiner", multiple=True,
+              help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
 def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) -> None:
     """MRE and SDR of MODEL on a dataset split."""
     from edgeld.data import open_dataset
@@ -122,7 +128,7 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
     dataset = open_dataset(data_dir)
     dataset.split(split)
     detector = open_detector(model, refiner=refiner)
-    result = {"model": model if not refiner else f"{model} + {refiner}", "data": str(data_dir),
+    result = {"model": " + ".join((model, *refiner)), "data": str(data_dir),
               **run_eval(detector, dataset, split, reference)}
     rows = [result]
     if baseline:
@@ -244,7 +250,8 @@ def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
               help="Pixel spacing in mm (square pixels); without it, landmarks are in pixels only.")
 @click.option("--json", "json_path", default=None)
 @click.option("--overlay", "overlay_dir", default=None, help="Write each image with its landmarks here.")
-@click.option("--refiner", default=None, help="A cascade's refinement stage to run after MODEL.")
+@click.option("--refiner", multiple=True,
+              help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
 def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
     """Landmarks of one or more X-ray images."""
     from edgeld.data import load_grayscale
@@ -277,8 +284,8 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
 @click.option("--seconds", type=click.FloatRange(0.1), default=3.0, show_default=True,
               help="Minimum timed seconds per measurement (after 1 s of warm-up).")
 @click.option("--threads", type=click.IntRange(0), default=0, help="Intra-op threads (0: all).")
-@click.option("--refiner", default=None,
-              help="A cascade's refinement stage, run after every MODEL (timed with it).")
+@click.option("--refiner", multiple=True,
+              help="A cascade's refinement stage, run after every MODEL (timed with it; repeatable).")
 @click.option("--out", "out_dir", required=True)
 def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_dir) -> None:
     """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
@@ -293,7 +300,7 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_d
         raise UserError("--data and --split go together")
     dataset = open_dataset(data_dir) if data_dir else None
     image = first_image(dataset, split) if dataset else None
-    detectors = [(m if not refiner else f"{m} + {refiner}", open_detector(m, threads, refiner))
+    detectors = [(" + ".join((m, *refiner)), open_detector(m, threads, refiner))
                  for m in models]  # fail before timing
     facts = device_facts(threads or None)
     costs = [_cost(m, refiner) for m in models]
@@ -316,11 +323,11 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_d
     click.echo(f"wrote {out / 'results.json'} and {out / 'results.md'}")
 
 
-def _cost(model: str, refiner: str | None) -> dict:
+def _cost(model: str, refiner: tuple[str, ...]) -> dict:
     """Parameters, MACs per image and bytes of a model (plus its refiner) for benchmark records."""
     from edgeld.info import model_info
 
-    parts = [model_info(model)] + ([model_info(refiner)] if refiner else [])
+    parts = [model_info(m) for m in (model, *refiner)]
     total = {}
     for key, field in (("params", "params"), ("macs", "macs_per_image"), ("bytes", "bytes")):
         values = [p.get(field) for p in parts]

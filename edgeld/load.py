@@ -5,6 +5,7 @@ ONNX artifacts never import torch; checkpoints and built-in names do, lazily.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from edgeld.errors import UserError, missing_extra
 from edgeld.models.registry import BUILTIN_MODELS, builtin_path
@@ -43,9 +44,12 @@ def checkpoint_path(ref: str) -> Path:
     return Path(ref)
 
 
-def open_detector(ref: str, threads: int = 0, refiner: str | None = None) -> LandmarkDetector:
-    """A ready detector for any MODEL argument, optionally followed by a refinement stage."""
-    second = open_detector(refiner, threads) if refiner else None
+def open_detector(ref: str, threads: int = 0,
+                  refiner: str | Sequence[str] | None = None) -> LandmarkDetector:
+    """A ready detector for any MODEL argument, optionally followed by refinement stages
+    (one name, or several run coarse to fine in the order given)."""
+    chain = [refiner] if isinstance(refiner, str) else list(refiner or [])
+    second = open_detector(chain[0], threads, chain[1:]) if chain else None
     kind = model_kind(ref)
     if kind in ("onnx", "engine"):
         return LandmarkDetector(ref, threads=threads, refiner=second)

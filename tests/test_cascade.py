@@ -72,3 +72,17 @@ def test_refiner_alone_is_refused(refiner):
     det = open_detector(refiner["checkpoint"])
     with pytest.raises(UserError, match="refinement stage"):
         det.detect(np.zeros((40, 40), np.uint8))
+
+
+def test_refiners_chain_coarse_to_fine(refiner, trained_tiny):
+    from conftest import synthetic_image, synthetic_points
+
+    rng = np.random.default_rng(6)
+    image = synthetic_image(rng, synthetic_points(rng))
+    one = open_detector(str(trained_tiny["checkpoint"]), refiner=[refiner["checkpoint"]])
+    two = open_detector(str(trained_tiny["checkpoint"]),
+                        refiner=[refiner["checkpoint"], refiner["checkpoint"]])
+    first = one.detect(image).landmarks_px
+    # the second pass starts where the first ended, so it is the first pass applied twice
+    again = one.refiner.refine(image, first)[0]
+    assert np.allclose(two.detect(image).landmarks_px, again, atol=1e-4)

@@ -6,8 +6,10 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BUILTIN_MODELS = {
     "isbi2015-student": "isbi2015-student.safetensors",
-    # the cascade's second stage: pass it as --refiner after isbi2015-student
-    "isbi2015-refiner": "isbi2015-refiner.safetensors",
+    # cascade stages after isbi2015-student, coarse to fine:
+    # --refiner isbi2015-refiner-coarse --refiner isbi2015-refiner
+    "isbi2015-refiner-coarse": "isbi2015-refiner-coarse.safetensors",  # 64 px at 0.4 mm
+    "isbi2015-refiner": "isbi2015-refiner.safetensors",  # 64 px at 0.2 mm
 }
 
 

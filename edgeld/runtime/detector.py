@@ -138,7 +138,10 @@ class LandmarkDetector:
         k = np.arange(len(points_src))
         own = logits[k, k][None]  # (1, K, h, w): patch k read on channel k
         cells, confidence = self.codec.decode(own)
-        return spec.reduced_to_source(spec.patch_origin(centres) + cells[0]), confidence[0]
+        refined = spec.reduced_to_source(spec.patch_origin(centres) + cells[0])
+        if self.refiner is not None:  # coarse-to-fine: a finer stage after this one
+            return self.refiner.refine(image, refined)
+        return refined, confidence[0]
 
 
 def _spacing_pair(spacing: float | Sequence[float] | None) -> tuple[float, float] | None:

@@ -44,6 +44,9 @@ class OnnxRuntimeRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             options.intra_op_num_threads = self.threads
+        # idle worker threads would spin for the next run and steal the cores from the host
+        # application and from the other stages of a cascade (measured: 38 -> 30 ms end to end)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
