@@ -1,7 +1,6 @@
 """The `edgeld` command line: thin click commands over the modules; heavy imports inside each."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

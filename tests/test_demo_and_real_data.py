@@ -1,8 +1,5 @@
 """The bundled student on the bundled samples (always), and on the real test1 split (when present)."""
-import json
 
-import numpy as np
-import pytest
 
 from conftest import REAL_DATA, needs_real_data
 from edgeld.data import open_dataset

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import SYNTH_HW, synthetic_image, synthetic_points
+from conftest import synthetic_image, synthetic_points
 from edgeld.errors import UserError
 from edgeld.load import open_detector
 from edgeld.runtime import LandmarkDetector

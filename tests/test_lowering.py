@@ -12,7 +12,7 @@ from edgeld.errors import UserError
 from edgeld.export.calibration import build_calibration, load_calibration, select_images
 from edgeld.export.lowered import export_lowered
 from edgeld.runtime import LandmarkDetector, ModelIO
-from edgeld.runtime.manifest import manifest_path, read_manifest
+from edgeld.runtime.manifest import read_manifest
 
 
 @pytest.fixture(scope="module")

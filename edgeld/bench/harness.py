@@ -1,13 +1,10 @@
 """`edgeld benchmark`: latency (model-only and end-to-end) and, with data, accuracy per artifact."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeld.bench.device import device_facts
 from edgeld.bench.latency import measure_latency
 from edgeld.data import LandmarkDataset, load_grayscale
 from edgeld.runtime import LandmarkDetector
@@ -47,10 +44,6 @@ def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
 
 def first_image(dataset: LandmarkDataset, split: str) -> np.ndarray:
     return load_grayscale(dataset.split(split)[0].path)
-
-
-def threads_in_use() -> int:
-    return int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1)
 
 
 def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], command: str) -> str:

@@ -120,7 +120,6 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, input_name: str,
             extra_options=extra, **kwargs)
 
 
-
 def convert_fp16(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequence[str] = ()) -> None:
     """Write an FP16 ONNX with float32 inputs and outputs; `keep_fp32` nodes stay in float32."""
     import onnx
