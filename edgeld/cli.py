@@ -289,7 +289,8 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
 def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_dir) -> None:
     """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
     from edgeld.bench.device import device_facts
-    from edgeld.bench.harness import benchmark_detector, first_image, results_markdown
+    from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image,
+                                      results_markdown)
     from edgeld.data import open_dataset
     from edgeld.evaluate import evaluate as run_eval
     from edgeld.load import open_detector
@@ -317,7 +318,8 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_d
                        f"p90 {lat['p90']:.2f} ms, p99 {lat['p99']:.2f} ms")
     command = "edgeld benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "edgeld benchmark"
     out = Path(out_dir)
-    atomic_write_json(out / "results.json", {"command": command, "device": facts, "records": records})
+    atomic_write_json(out / "results.json", {"command": command, "device": facts, "records": records,
+                                             "best_throughput": best_throughput(records)})
     atomic_write_bytes(out / "results.md", results_markdown(records, facts, command).encode())
     click.echo(f"wrote {out / 'results.json'} and {out / 'results.md'}")
 

@@ -81,6 +81,7 @@ def test_benchmark_writes_results(tiny_onnx, tiny_checkpoint, shared_dataset, tm
         lat = r["latency_ms"]
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and lat["runs"] >= 50
         assert r["end_to_end_ms"]["p50"] > 0 and "mre_mm" in r and r["device"]["cpu"]
+        assert r["peak_host_memory_mb"] > 10
     assert "| model | backend |" in (tmp_path / "b" / "results.md").read_text()
 
 
@@ -125,3 +126,13 @@ def test_bad_input_exits_2_with_one_line(bad_inputs, tiny_onnx, args_fn, fragmen
     assert len(lines) == 1 and fragment in lines[0], res.stderr
     assert "Traceback" not in res.stderr
     assert not (bad_inputs / "x.onnx").exists()
+
+
+def test_benchmark_batches_report_best_throughput(tiny_onnx, tmp_path):
+    res = run("benchmark", tiny_onnx, "--batch", 1, "--batch", 4, "--seconds", 0.2,
+              "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [r["batch"] for r in data["records"]] == [1, 4]
+    best = data["best_throughput"][0]
+    assert best["throughput_ips"] == max(r["throughput_ips"] for r in data["records"])

@@ -51,3 +51,19 @@ def test_checkpoint_round_trip_and_truncation(tmp_path):
     with pytest.raises(UserError, match="not a readable safetensors"):
         load_checkpoint(tmp_path / "cut.safetensors")
     assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+
+
+def test_float16_storage_halves_the_file_and_keeps_outputs(tmp_path):
+    from edgeld.models.checkpoint import shrink_checkpoint
+
+    torch.manual_seed(0)
+    model = LandmarkNet(ModelSpec(widths=(8, 16, 16, 16, 16), depths=(1, 1, 1, 1), decoder_width=16,
+                                  num_landmarks=2)).eval()
+    io = ModelIO(64, 64, 0.5, 0.25, 4, 1.5, ("a", "b"))
+    save_checkpoint(tmp_path / "a.safetensors", model, io, {"training": {"epochs": 1}})
+    shrink_checkpoint(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    small, io2, meta = load_checkpoint(tmp_path / "b.safetensors")
+    assert meta["storage_dtype"] == "float16" and meta["training"] == {"epochs": 1} and io2 == io
+    assert (tmp_path / "b.safetensors").stat().st_size < 0.6 * (tmp_path / "a.safetensors").stat().st_size
+    x = torch.randn(1, 1, 64, 64)
+    assert torch.allclose(model(x), small(x), atol=2e-2)

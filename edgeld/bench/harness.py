@@ -23,6 +23,7 @@ def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
     image = synthetic_xray() if image is None else image
     tensor, _ = detector.preprocess(image)
     inputs = np.repeat(tensor[None], batch, axis=0)
+    reset_peak_rss()
     model_only = measure_latency(lambda: detector.runner.infer(inputs), warmup_s, min_runs, min_seconds)
     record = {
         "model": model,
@@ -39,7 +40,41 @@ def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
         record["end_to_end_ms"] = measure_latency(lambda: detector.detect(image), warmup_s,
                                                   min_runs, min_seconds)
         record["end_to_end_input"] = f"decoded {image.dtype} image {image.shape[0]}x{image.shape[1]}"
+    record["peak_host_memory_mb"] = peak_rss_mb()
     return record
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident set size (Linux: write 5 to /proc/self/clear_refs), so
+    the next reading is this measurement's peak, not the largest of the whole run."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident set size of this process since the last reset, in MB (None off Linux)."""
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def best_throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each model and backend, the batch with the highest throughput (images per second)."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        key = (r["model"], r["backend"])
+        if key not in best or r["throughput_ips"] > best[key]["throughput_ips"]:
+            best[key] = r
+    return [{"model": m, "backend": b, "batch": r["batch"], "throughput_ips": r["throughput_ips"]}
+            for (m, b), r in best.items()]
 
 
 def first_image(dataset: LandmarkDataset, split: str) -> np.ndarray:

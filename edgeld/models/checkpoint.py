@@ -18,8 +18,12 @@ from edgeld.runtime.manifest import ModelIO
 CHECKPOINT_FORMAT = "edgeld-checkpoint/1"
 
 
-def save_checkpoint(path: str | Path, model: LandmarkNet, io: ModelIO, extra: dict[str, Any]) -> None:
-    """Write weights and description atomically (temp file in the same folder, then rename)."""
+def save_checkpoint(path: str | Path, model: LandmarkNet, io: ModelIO, extra: dict[str, Any],
+                    storage_dtype: torch.dtype | None = None) -> None:
+    """Write weights and description atomically (temp file in the same folder, then rename).
+
+    `storage_dtype=torch.float16` halves the file (shipped teachers); loading casts back to float32.
+    """
     from edgeld.models.cost import count_macs, count_params
 
     path = Path(path)
@@ -34,6 +38,9 @@ def save_checkpoint(path: str | Path, model: LandmarkNet, io: ModelIO, extra: di
         **extra,
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if storage_dtype is not None:
+        tensors = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        meta["storage_dtype"] = str(storage_dtype).removeprefix("torch.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o644)
     os.close(fd)
@@ -62,7 +69,16 @@ def load_checkpoint(path: str | Path) -> tuple[LandmarkNet, ModelIO, dict[str, A
         raise UserError(f"{path} is not an edgeld checkpoint (no '{CHECKPOINT_FORMAT}' metadata)")
     model = LandmarkNet(from_dict(ModelSpec, meta["model"]))
     try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in tensors.items()})
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the described architecture") from exc
     return model.eval(), ModelIO.from_dict(meta["io"]), meta
+
+
+def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
+    """Copy a checkpoint with float16 storage (e.g. to ship a teacher inside the package)."""
+    model, io, meta = load_checkpoint(src)
+    extra = {k: v for k, v in meta.items()
+             if k not in ("format", "arch", "model", "io", "params", "macs")}
+    save_checkpoint(dst, model, io, extra, storage_dtype=torch.float16)
