@@ -6,6 +6,8 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BUILTIN_MODELS = {
     "isbi2015-student": "isbi2015-student.safetensors",
+    # the multi-task teacher students are distilled from (float16 storage)
+    "isbi2015-teacher": "isbi2015-teacher.safetensors",
     # cascade stages after isbi2015-student, coarse to fine:
     # --refiner isbi2015-refiner-coarse --refiner isbi2015-refiner
     "isbi2015-refiner-coarse": "isbi2015-refiner-coarse.safetensors",  # 64 px at 0.4 mm
