@@ -10,7 +10,8 @@ FSF-LD feature sharing, as edgeld reads it (the paper's idea; the details are ou
    student, so the student learns features the teacher's decoder can read, not merely similar ones.
 Adapters exist only during training; the shipped student is unchanged.
 
-Baselines on the same student: output KD (MSE to the teacher's heatmaps, Fast Pose Distillation),
+Baselines on the same student: output KD (to the teacher's heatmaps as in Fast Pose Distillation,
+as KL between spatial-softmax maps rather than MSE: see losses.output_kd),
 FitNets (one hint at stride 16), attention transfer (all four stages), channel-wise distillation
 (decoder features through an adapter, tau 4).
 """
