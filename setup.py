@@ -27,13 +27,15 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["edgeld", "edgeld.*"]),
-    package_data={"edgeld": ["weights/*.safetensors", "samples/*/*.*", "samples/*/*/*.*"]},
+    package_data={"edgeld": ["weights/*.safetensors", "samples/*/*.*", "samples/*/*/*.*",
+                               "schemas/*.schema.json"]},
     include_package_data=True,
     install_requires=CPU_RUNTIME,
     extras_require={
         # training, export and the torch backend of the benchmark
         "torch": TRAINING,
-        "dev": TRAINING + ["pytest>=8.0", "pytest-timeout>=2.3"],
+        "dev": TRAINING + ["pytest>=8.0", "pytest-timeout>=2.3", "pydicom>=2.4",
+                         "hypothesis>=6", "jsonschema>=4.18"],
         "trt": ["tensorrt>=10.3", "cuda-python>=12.6"],
         "dicom": ["pydicom>=2.4"],
     },

@@ -11,7 +11,8 @@ from edgeld.errors import UserError
 
 
 class EdgeldGroup(click.Group):
-    """Turns UserError into one line on stderr and exit code 2 (no traceback)."""
+    """Turns UserError and click's usage errors into one line on stderr and exit code 2 (no
+    traceback): the contract promises scripts one line, and click's own format takes three."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -19,6 +20,22 @@ class EdgeldGroup(click.Group):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except click.UsageError as exc:
+            _usage_error(exc, ctx)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:  # the group's own options (`edgeld --bogus`) fail here, outside invoke
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(exc, ctx)
+
+
+def _usage_error(exc: click.UsageError, ctx: click.Context):
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        raise exc  # a bare `edgeld` prints its help: not an error message
+    path = exc.ctx.command_path if exc.ctx else ctx.command_path
+    click.echo(f"error: {exc.format_message().rstrip('.')} (see '{path} --help')", err=True)
+    sys.exit(2)
 
 
 @click.group(cls=EdgeldGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,15 +51,28 @@ def _write_json(path: str | None, data) -> None:
         atomic_write_json(path, data)
 
 
+def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None, ...] = ()) -> None:
+    """Refuse an output location that cannot be written before the work, not after it."""
+    from edgeld.runtime.manifest import check_output_folder
+
+    for path in filter(None, files):
+        if Path(path).is_dir():
+            raise UserError(f"cannot write {path}: it is a folder; give a file path")
+        check_output_folder(Path(path).parent)
+    for folder in filter(None, folders):
+        check_output_folder(folder)
+
+
 @cli.command()
 @click.option("--data", "data_dir", required=True, help="Dataset folder (either layout).")
-@click.option("--role", type=click.Choice(["student", "teacher", "refiner"]), default="student",
+@click.option("--role", type=click.Choice(["student", "teacher", "reference", "refiner"]),
+              default="student",
               show_default=True, help="refiner: a cascade's patch-refinement stage (needs --stage1).")
 @click.option("--stage1", default=None, help="The first stage a refiner is selected with.")
 @click.option("--patch-factor", type=click.IntRange(1), default=2, show_default=True,
               help="Refiner: source pixels per patch pixel (ISBI: 2 = 0.2 mm, 4 = 0.4 mm).")
 @click.option("--teacher", default=None, help="Teacher for distillation (built-in name or checkpoint).")
-@click.option("--kd", type=click.Choice(["none", "fsf", "output", "fitnet", "at", "cwd"]),
+@click.option("--kd", type=click.Choice(["none", "fsf", "fsf-out", "output", "fitnet", "at", "cwd"]),
               default="none", show_default=True,
               help="Distillation: fsf = FSF-LD feature sharing; output, fitnet, at, cwd = baselines.")
 @click.option("--out", "out_dir", required=True, help="Run folder for checkpoints and logs.")
@@ -57,8 +87,10 @@ def _write_json(path: str | None, data) -> None:
 @click.option("--aux/--no-aux", default=None,
               help="Multi-task pretraining (offset regression + masked reconstruction); "
                    "default: on for the teacher, off for the student.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where to train: auto takes a CUDA GPU when torch sees one.")
 def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
-          threads, aux) -> None:
+          threads, aux, device) -> None:
     """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
     from dataclasses import replace
 
@@ -75,6 +107,8 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
     if role == "refiner":
         from edgeld.train.refiner import REFINER_RECIPE, train_refiner
 
+        if device == "cuda":
+            raise UserError("refiner training runs on the CPU only; drop --device cuda")
         if kd != "none" or teacher or aux or input_size or resume:
             raise UserError("a refiner takes --data, --stage1, --out and the optimizer options only")
         from edgeld.runtime.patches import PatchSpec
@@ -90,7 +124,8 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
         h, w = _parse_size(input_size)
         input_spec = replace(input_spec, height=h, width=w)
     summary = run_training(data_dir, out_dir, role=role, spec=replace(TrainSpec(), **overrides),
-                           input_spec=input_spec, resume=resume, kd=kd, teacher=teacher)
+                           input_spec=input_spec, resume=resume, kd=kd, teacher=teacher,
+                           device=device)
     if summary["rank"] != 0:  # under torchrun, rank 0 reports
         return
     best = summary["best"]
@@ -124,6 +159,7 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
     from edgeld.evaluate import evaluate as run_eval, mean_shape_baseline
     from edgeld.load import open_detector
 
+    _check_outputs(files=(json_path,))
     dataset = open_dataset(data_dir)
     dataset.split(split)
     detector = open_detector(model, refiner=refiner)
@@ -170,6 +206,7 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
     """Export MODEL to a deployable artifact plus manifest (PATH.json)."""
     from edgeld.load import model_kind
 
+    _check_outputs(files=(out,))
     engine_only = {"--precision": precision, "--timing-cache": timing_cache,
                    "--legacy-calibration": legacy_calibration}
     if target_format != "engine":
@@ -235,6 +272,7 @@ def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
     from edgeld.info import model_info
     from edgeld.runtime import ModelIO
 
+    _check_outputs(folders=(out_dir,))
     info = model_info(model)
     io = ModelIO.from_dict(info["io"])
     cal = build_calibration(data_dir, split, count, out_dir, io, method, seed)
@@ -245,33 +283,71 @@ def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
 @cli.command()
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--spacing", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Pixel spacing in mm (square pixels); without it, landmarks are in pixels only.")
+@click.option("--spacing", default=None, metavar="MM|ROWxCOL",
+              help="Pixel spacing in mm, e.g. 0.1 or 0.1x0.12 (row x column); overrides a DICOM "
+                   "file's own. Without either, landmarks are in pixels only.")
 @click.option("--json", "json_path", default=None)
 @click.option("--overlay", "overlay_dir", default=None, help="Write each image with its landmarks here.")
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
 def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
-    """Landmarks of one or more X-ray images."""
-    from edgeld.data import load_grayscale
+    """Landmarks of one or more X-ray images (JPEG, PNG, BMP, TIFF or DICOM)."""
+    from edgeld.data.images import load_grayscale_and_spacing
     from edgeld.load import open_detector
     from edgeld.overlay import save_overlay
 
-    loaded = [(path, load_grayscale(path)) for path in images]  # fail early on a bad image
+    user_spacing = _parse_spacing(spacing) if spacing is not None else None
+    _check_outputs(files=(json_path,), folders=(overlay_dir,))
+    loaded = [(path, *load_grayscale_and_spacing(path)) for path in images]  # fail early
     detector = open_detector(model, refiner=refiner)
     records = []
-    for path, image in loaded:
-        det = detector.detect(image, spacing)
-        records.append(det.to_dict(str(path)))
+    n_px_only = 0
+    for path, image, file_spacing, file_source in loaded:
+        # precedence: the user's --spacing, then the file's own (DICOM tags); never a guess
+        if user_spacing is not None:
+            used, source = user_spacing, "--spacing"
+            if file_spacing is not None and not _same_spacing(file_spacing, user_spacing):
+                click.echo(f"note: {path}: --spacing {user_spacing[0]:g}x{user_spacing[1]:g} mm "
+                           f"overrides the file's {file_source} {file_spacing[0]:g}x"
+                           f"{file_spacing[1]:g} mm", err=True)
+        else:
+            used, source = file_spacing, file_source
+        n_px_only += used is None
+        det = detector.detect(image, used)
+        record = det.to_dict(str(path))
+        # x_mm/y_mm stay in each landmark (null without a spacing) so the JSON keeps one shape
+        record.update(spacing_source=source, units="mm" if used is not None else "px")
+        records.append(record)
         if overlay_dir:
             save_overlay(image, det, Path(overlay_dir) / f"{Path(path).stem}.png")
         click.echo(f"{path}: {len(det.names)} landmarks, mean confidence {det.confidence.mean():.2f}")
-    if spacing is None:
-        click.echo("note: no pixel spacing given, so positions are in pixels only (use --spacing MM)",
-                   err=True)
+    if n_px_only:
+        which = "" if n_px_only == len(loaded) else f" for {n_px_only} of {len(loaded)} images"
+        click.echo(f"note: no pixel spacing{which} (none in the file, no --spacing), so positions "
+                   "are in pixels only (use --spacing MM)", err=True)
     _write_json(json_path, records)
     if overlay_dir:
         click.echo(f"overlays in {overlay_dir}")
+
+
+def _parse_spacing(text: str) -> tuple[float, float]:
+    """--spacing as a (row, column) pair in mm: "0.1" (square pixels) or "0.1x0.12"."""
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.lower().split("x"))
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise UserError(f"--spacing must be a positive number of mm like 0.1, or ROWxCOL like "
+                        f"0.1x0.12 (got {text!r})")
+    return values[0], values[1]
+
+
+def _same_spacing(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return all(abs(x - y) <= 1e-6 * max(abs(x), abs(y)) for x, y in zip(a, b))
 
 
 @cli.command()
@@ -285,8 +361,18 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
 @click.option("--threads", type=click.IntRange(0), default=0, help="Intra-op threads (0: all).")
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage, run after every MODEL (timed with it; repeatable).")
+@click.option("--backend", "backends", multiple=True,
+              type=click.Choice(["torch-cpu", "torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graphs"]),
+              help="How checkpoints and built-in models run (repeatable; default torch-cpu). "
+                   "ONNX artifacts always run on ONNX Runtime.")
+@click.option("--min-runs", type=click.IntRange(1), default=50, show_default=True,
+              help="Fewest timed runs per measurement (lower it for slow models).")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
+              help="Measure everything this many times, models interleaved, and report how far "
+                   "the repeats' p50s spread.")
 @click.option("--out", "out_dir", required=True)
-def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_dir) -> None:
+def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backends, min_runs, repeat,
+              out_dir) -> None:
     """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
     from edgeld.bench.device import device_facts
     from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image,
@@ -298,24 +384,43 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, out_d
 
     if (data_dir is None) != (split is None):
         raise UserError("--data and --split go together")
+    _check_outputs(folders=(out_dir,))
     dataset = open_dataset(data_dir) if data_dir else None
     image = first_image(dataset, split) if dataset else None
-    detectors = [(" + ".join((m, *refiner)), open_detector(m, threads, refiner))
-                 for m in models]  # fail before timing
+    from edgeld.load import model_kind
+
+    runs = [(m, b) for m in models
+            for b in ((None,) if model_kind(m) in ("onnx", "engine") else backends or ("torch-cpu",))]
+    detectors = [(" + ".join((m, *refiner)), open_detector(m, threads, refiner, b))
+                 for m, b in runs]  # fail before timing
     facts = device_facts(threads or None)
-    costs = [_cost(m, refiner) for m in models]
-    records = []
-    for (name, detector), cost in zip(detectors, costs):
-        accuracy = run_eval(detector, dataset, split, progress=False) if dataset else {}
-        for batch in batches:
-            record = benchmark_detector(detector, name, batch, image, min_seconds=seconds)
-            record.update(accuracy)
-            record["cost"] = cost
-            record["device"] = facts
-            records.append(record)
-            lat = record["latency_ms"]
-            click.echo(f"{name} [{record['backend']}] batch {batch}: p50 {lat['p50']:.2f} ms, "
-                       f"p90 {lat['p90']:.2f} ms, p99 {lat['p99']:.2f} ms")
+    costs = [_cost(m, refiner) for m, _ in runs]
+    import time
+
+    from edgeld.bench.harness import merge_repeat
+
+    accuracies = []
+    for name, detector in detectors:
+        t0 = time.perf_counter()
+        accuracy = run_eval(detector, dataset, split, progress=True) if dataset else {}
+        if dataset:
+            accuracy["accuracy_wall_s"] = round(time.perf_counter() - t0, 1)
+            click.echo(f"{name}: {split} MRE {accuracy['mre_mm']:.3f} mm in {accuracy['accuracy_wall_s']} s")
+        accuracies.append(accuracy)
+    records: list[dict] = []
+    for r in range(repeat):  # interleaved, so slow drift of the machine hits every model alike
+        for i, ((name, detector), cost, accuracy) in enumerate(zip(detectors, costs, accuracies)):
+            for j, batch in enumerate(batches):
+                record = benchmark_detector(detector, name, batch, image, min_seconds=seconds,
+                                            min_runs=min_runs)
+                lat = record["latency_ms"]
+                click.echo(f"{name} [{record['backend']}] batch {batch}"
+                           f"{f' (repeat {r + 1}/{repeat})' if repeat > 1 else ''}: p50 {lat['p50']:.2f} ms, "
+                           f"p90 {lat['p90']:.2f} ms, p99 {lat['p99']:.2f} ms")
+                if r == 0:
+                    records.append({**record, **accuracy, "cost": cost, "device": facts})
+                else:
+                    merge_repeat(records[i * len(batches) + j], record)
     command = "edgeld benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "edgeld benchmark"
     out = Path(out_dir)
     atomic_write_json(out / "results.json", {"command": command, "device": facts, "records": records,
@@ -354,6 +459,7 @@ def info(model, json_path) -> None:
     """Parameters, MACs, input size, landmarks and precision of MODEL."""
     from edgeld.info import model_info
 
+    _check_outputs(files=(json_path,))
     data = model_info(model)
     _write_json(json_path, data)
     for key in ("name", "kind", "role", "params", "macs", "input_size", "precision", "bytes"):

@@ -44,14 +44,20 @@ def checkpoint_path(ref: str) -> Path:
     return Path(ref)
 
 
-def open_detector(ref: str, threads: int = 0,
-                  refiner: str | Sequence[str] | None = None) -> LandmarkDetector:
+def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | None = None,
+                  backend: str | None = None) -> LandmarkDetector:
     """A ready detector for any MODEL argument, optionally followed by refinement stages
-    (one name, or several run coarse to fine in the order given)."""
+    (one name, or several run coarse to fine in the order given).
+
+    `backend` picks how a checkpoint runs (torch-cpu, torch-cuda, torch-cuda-fp16,
+    torch-cuda-fp16-graphs; default torch-cpu); ONNX and engine files run on their own runtime."""
     chain = [refiner] if isinstance(refiner, str) else list(refiner or [])
-    second = open_detector(chain[0], threads, chain[1:]) if chain else None
+    second = open_detector(chain[0], threads, chain[1:], backend) if chain else None
     kind = model_kind(ref)
     if kind in ("onnx", "engine"):
+        if backend and backend.startswith("torch"):
+            raise UserError(f"{ref} is an {kind} artifact: --backend {backend} runs checkpoints "
+                            "and built-in models only")
         return LandmarkDetector(ref, threads=threads, refiner=second)
     try:
         import torch
@@ -62,5 +68,14 @@ def open_detector(ref: str, threads: int = 0,
     from edgeld.models.checkpoint import load_checkpoint
     from edgeld.models.runner import TorchRunner
 
+    from edgeld.models.runner import TORCH_BACKENDS
+
+    backend = backend or "torch-cpu"
+    if backend not in TORCH_BACKENDS:
+        raise UserError(f"--backend {backend} does not run checkpoints; use one of "
+                        f"{', '.join(TORCH_BACKENDS)}")
+    if backend != "torch-cpu" and not torch.cuda.is_available():
+        raise UserError(f"--backend {backend} needs a CUDA GPU, and this torch sees none; "
+                        "use --backend torch-cpu")
     model, io, _meta = load_checkpoint(checkpoint_path(ref))
-    return LandmarkDetector(runner=TorchRunner(model), io=io, refiner=second)
+    return LandmarkDetector(runner=TorchRunner.for_backend(model, backend), io=io, refiner=second)

@@ -348,8 +348,8 @@ def test_layer_precisions_from_both_inspector_schemas():
                                      {"Name": "y2", "Format": "kLINEAR", "DataType": "Float"}]},
                         {"Name": "cast", "LayerType": "Cast", "Outputs": [{"DataType": "BFloat16"}]}],
              "I/O Tensors": []}
-    assert [l["precision"] for l in layer_precisions(json.dumps(trt10))] == ["int8", "fp16", None]
-    assert [l["precision"] for l in layer_precisions(json.dumps(trt11))] == ["mixed", "bf16"]
+    assert [layer["precision"] for layer in layer_precisions(json.dumps(trt10))] == ["int8", "fp16", None]
+    assert [layer["precision"] for layer in layer_precisions(json.dumps(trt11))] == ["mixed", "bf16"]
     assert layer_precisions(json.dumps({"Layers": ["conv", "relu"]})) is None  # names only
     assert layer_precisions("not json") is None
 

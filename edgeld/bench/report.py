@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeld.errors import UserError, missing_extra
-from edgeld.runtime.manifest import atomic_write_bytes
+from edgeld.runtime.manifest import atomic_write_bytes, make_parent_folder
 
 
 def load_records(paths: list[str]) -> list[dict[str, Any]]:
@@ -60,7 +60,7 @@ def render_report(records: list[dict[str, Any]], out_dir: str | Path) -> Path:
     except ImportError as exc:
         raise missing_extra("matplotlib", "dev") from exc
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_parent_folder(out / "report.md")  # a UserError when a file is in the way
     with_acc = [r for r in records if "mre_mm" in r]
     lines = ["# edgeld cost-effectiveness report", "",
              "Latency is end-to-end p50 (decoded image in, landmarks in mm out) at batch 1 where "

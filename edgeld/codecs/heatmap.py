@@ -47,11 +47,12 @@ class SoftmaxHeatmapCodec:
         """Normalized Gaussian targets (each map sums to 1), float32 of shape (K, h, w)."""
         h, w = self.heatmap_hw
         cells = self.to_cells(points)
-        ys = np.arange(h, dtype=np.float64)[None, :, None]
-        xs = np.arange(w, dtype=np.float64)[None, None, :]
-        d2 = (xs - cells[:, 0, None, None]) ** 2 + (ys - cells[:, 1, None, None]) ** 2
-        maps = np.exp(-d2 / (2.0 * self.sigma ** 2))
-        total = maps.sum(axis=(1, 2), keepdims=True)
+        # the Gaussian is separable: an outer product of 1-D profiles, ~20x cheaper than the 2-D exp
+        # (training encodes one target per image per step on the CPU)
+        gx = np.exp(-(np.arange(w) - cells[:, 0, None]) ** 2 / (2.0 * self.sigma ** 2))
+        gy = np.exp(-(np.arange(h) - cells[:, 1, None]) ** 2 / (2.0 * self.sigma ** 2))
+        maps = gy[:, :, None] * gx[:, None, :]
+        total = (gy.sum(axis=1) * gx.sum(axis=1))[:, None, None]
         # a point far outside the map leaves no mass: fall back to uniform rather than divide by 0
         maps = np.where(total > 1e-12, maps / np.maximum(total, 1e-300), 1.0 / (h * w))
         return maps.astype(np.float32)
@@ -62,17 +63,20 @@ class SoftmaxHeatmapCodec:
         Confidence is the softmax probability mass in the 3x3 cells around the peak relative to that
         of a training target: 1 for a peak as sharp as the targets, low for a flat or multi-modal map.
         """
-        logits = np.asarray(logits, dtype=np.float64)
+        # float32 maps (what every runtime returns) stay float32 for the whole-map passes, which
+        # dominate decoding time; the 3x3 neighbourhoods are lifted to float64 for the arithmetic
+        logits = np.asarray(logits)
+        if logits.dtype != np.float32:
+            logits = logits.astype(np.float64)
         n, k, h, w = logits.shape
         flat = logits.reshape(n, k, h * w)
         idx = flat.argmax(axis=2)
         iy, ix = np.divmod(idx, w)
-        # pad by edge replication so neighbours exist at the border (the offset is then 0 there)
-        padded = np.pad(logits, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
         nn, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
 
         def at(dy: int, dx: int) -> np.ndarray:
-            return padded[nn, kk, iy + 1 + dy, ix + 1 + dx]
+            # clamped indices replicate the edge, so neighbours exist at the border
+            return logits[nn, kk, np.clip(iy + dy, 0, h - 1), np.clip(ix + dx, 0, w - 1)].astype(np.float64)
 
         centre = at(0, 0)
         # at the border a neighbour is missing (edge replication repeats the peak): no refinement
@@ -81,8 +85,10 @@ class SoftmaxHeatmapCodec:
         cells = np.stack([ix + dx, iy + dy], axis=-1)
 
         peak = flat.max(axis=2)
-        log_z = peak + np.log(np.exp(flat - peak[..., None]).sum(axis=2))
-        mass = np.zeros_like(peak)
+        # exp(x - peak) <= 1, so the input precision cannot overflow here
+        log_z = peak.astype(np.float64) + np.log(
+            np.exp(flat - peak[..., None]).sum(axis=2, dtype=np.float64))
+        mass = np.zeros_like(log_z)
         for a in (-1, 0, 1):
             for b in (-1, 0, 1):
                 inside = (iy + a >= 0) & (iy + a < h) & (ix + b >= 0) & (ix + b < w)
@@ -93,8 +99,11 @@ class SoftmaxHeatmapCodec:
 
 def _parabola_vertex(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Offset in (-0.5, 0.5) of the vertex of the parabola through three equally spaced samples."""
+    # the offset is scale-free: a quarter of each sample (exact, a power of two) keeps the sums
+    # below from overflowing to inf, and then NaN, for finite logits near the float64 limit
+    left, centre, right = 0.25 * left, 0.25 * centre, 0.25 * right
     curvature = left - 2.0 * centre + right
     with np.errstate(divide="ignore", invalid="ignore"):
         offset = 0.5 * (left - right) / curvature
-    offset = np.where(curvature < -1e-12, offset, 0.0)
+    offset = np.where(curvature < -0.25e-12, offset, 0.0)
     return np.clip(offset, -0.5, 0.5)

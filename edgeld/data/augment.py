@@ -42,8 +42,10 @@ def warp_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 def random_intensity(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Exposure variation on a [0, 1] image: gamma, contrast, brightness and mild noise."""
-    gamma = math.exp(rng.uniform(-0.35, 0.35))
-    out = np.power(np.clip(image, 0.0, 1.0), gamma)
-    out = (out - 0.5) * rng.uniform(0.8, 1.2) + 0.5 + rng.uniform(-0.08, 0.08)
-    out = out + rng.normal(0.0, rng.uniform(0.0, 0.02), size=image.shape)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    # float32 throughout (same random draws as before): this runs per image per training step
+    gamma = np.float32(math.exp(rng.uniform(-0.35, 0.35)))
+    out = np.power(np.clip(image, 0.0, 1.0, dtype=np.float32), gamma)
+    contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-0.08, 0.08)
+    out = (out - 0.5) * np.float32(contrast) + np.float32(0.5 + brightness)
+    out += rng.normal(0.0, rng.uniform(0.0, 0.02), size=image.shape).astype(np.float32)
+    return np.clip(out, 0.0, 1.0, out=out)

@@ -43,6 +43,9 @@ class Sample:
                 raise UserError(f"reference 'mean' needs senior and junior annotations; "
                                 f"{self.image_id} lacks {sorted(missing)}")
             return (self.landmarks["senior"] + self.landmarks["junior"]) / 2.0
+        if not self.landmarks:  # listed in a split file but in no annotation table
+            raise UserError(f"image {self.image_id} is in a split but has no annotation at all: "
+                            "add its landmarks or remove it from the split")
         if which not in self.landmarks:
             raise UserError(f"image {self.image_id} has no '{which}' annotation "
                             f"(has: {', '.join(sorted(self.landmarks))})")

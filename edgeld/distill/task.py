@@ -24,13 +24,16 @@ from edgeld.distill.losses import attention_transfer, channel_wise, feature_mse,
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.train.tasks import heatmap_loss
 
-KD_METHODS = ("none", "output", "fitnet", "at", "cwd", "fsf")
+KD_METHODS = ("none", "output", "fitnet", "at", "cwd", "fsf", "fsf-out")
 LOSS_WEIGHTS = {
     "output": {"heatmap": 1.0, "kd_output": 1.0},
     "fitnet": {"heatmap": 1.0, "kd_hint": 1.0},
     "at": {"heatmap": 1.0, "kd_attention": 1.0},
     "cwd": {"heatmap": 1.0, "kd_cwd": 1.0},
     "fsf": {"heatmap": 1.0, "fsf_align": 1.0, "fsf_shared_gt": 1.0, "fsf_shared_kd": 1.0},
+    # FSF-LD's feature sharing plus the response term on the student's own head
+    "fsf-out": {"heatmap": 1.0, "fsf_align": 1.0, "fsf_shared_gt": 1.0, "fsf_shared_kd": 1.0,
+                "kd_output": 1.0},
 }
 FITNET_STAGE = 2  # stride 16: the classic "middle" hint layer
 
@@ -51,7 +54,7 @@ class DistillationTask(nn.Module):
             p.requires_grad_(False)
         self.loss_weights = dict(LOSS_WEIGHTS[method])
         s_ch, t_ch = student.spec.widths[1:], teacher.spec.widths[1:]
-        if method == "fsf":
+        if method in ("fsf", "fsf-out"):
             self.adapters = nn.ModuleList(_adapter(s, t) for s, t in zip(s_ch, t_ch))
         elif method == "fitnet":
             self.adapters = nn.ModuleList([_adapter(s_ch[FITNET_STAGE], t_ch[FITNET_STAGE])])
@@ -84,10 +87,12 @@ class DistillationTask(nn.Module):
             losses["kd_attention"] = sum(attention_transfer(s, t) for s, t in zip(s_stages, t_stages))
         elif self.method == "cwd":
             losses["kd_cwd"] = channel_wise(self.adapters[0](s_decoded), t_decoded)
-        elif self.method == "fsf":
+        if self.method in ("fsf", "fsf-out"):
             adapted = [a(s) for a, s in zip(self.adapters, s_stages)]
             losses["fsf_align"] = sum(feature_mse(a, t) for a, t in zip(adapted, t_stages)) / len(adapted)
             shared = self.teacher.forward_head(self.teacher.forward_decoder(adapted))
             losses["fsf_shared_gt"] = heatmap_loss(shared, targets)
             losses["fsf_shared_kd"] = output_kd(shared, t_logits)
+        if self.method == "fsf-out":
+            losses["kd_output"] = output_kd(s_logits, t_logits)
         return losses

@@ -13,8 +13,9 @@ from edgeld.export.gate import Gate, displacement_px
 from edgeld.export.precision import (convert_fp16, layer_names, layer_sensitivity,
                                      prepare_for_quantization,
                                      quantize_int8, weight_nodes)
-from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_json, manifest_path,
-                                     read_manifest, sha256_file)
+from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_json,
+                                     make_parent_folder, manifest_path, read_manifest,
+                                     sha256_file)
 
 DEFAULT_MAX_MRE_INCREASE = {"int8": 0.05, "fp16": 0.01}
 SENSITIVITY_INPUTS = 8  # calibration images used to rank layers (decoded-landmark displacement)
@@ -61,7 +62,7 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
     if limit < 0:
         raise UserError("--max-mre-increase must be >= 0 mm")
     t0 = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_folder(out)  # fail before the work when a file is in the way
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".edgeld-export-") as tmp:
         work = Path(tmp)
         fp32_path, fp32_manifest = resolve_fp32(model_ref, work)
@@ -118,9 +119,10 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
         manifest = _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib,
                              calibration, target, method, kept, ranking, gate, reference, result,
                              limit, time.perf_counter() - t0)
+        manifest["artifact"]["sha256"] = sha256_file(candidate)
+        # manifest first, artifact last: a kill between the two leaves no artifact at `out`
+        atomic_write_json(manifest_path(out), manifest)
         shutil.move(str(candidate), str(out))  # same folder: an atomic rename
-    manifest["artifact"]["sha256"] = sha256_file(out)
-    atomic_write_json(manifest_path(out), manifest)
     return manifest
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io as _io
 import json
 import logging
@@ -62,10 +63,9 @@ def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> dict[str
     data = graph.SerializeToString()
 
     parity = check_parity(model, data, io)
-    atomic_write_bytes(out, data)
     manifest = {
         "format": MANIFEST_FORMAT,
-        "artifact": {"file": out.name, "sha256": sha256_file(out), "bytes": out.stat().st_size,
+        "artifact": {"file": out.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                      "kind": "onnx", "opset": opset, "precision": "fp32"},
         "io": io.to_dict(),
         "source": {"model": model_ref, "checkpoint_sha256": sha256_file(source),
@@ -79,7 +79,10 @@ def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> dict[str
                   "python": platform.python_version()},
         "export_seconds": round(time.perf_counter() - t0, 2),
     }
+    # manifest first, artifact last: a kill between the two leaves no artifact at `out`, never an
+    # artifact without the manifest that vouches for it
     atomic_write_json(manifest_path(out), manifest)
+    atomic_write_bytes(out, data)
     return manifest
 
 

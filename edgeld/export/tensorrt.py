@@ -393,16 +393,18 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str = "
     seconds = time.perf_counter() - t0
     layers = _inspect_layers(trt, logger, plan_bytes, io.input_name, shapes["opt"])
 
-    atomic_write_bytes(out_path, plan_bytes)
     if timing_cache is not None:
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     manifest = engine_manifest(
-        engine_file=out_path.name, engine_sha256=sha256_file(out_path), engine_bytes=len(plan_bytes),
+        engine_file=out_path.name, engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
+        engine_bytes=len(plan_bytes),
         onnx_name=onnx_path.name, onnx_manifest=onnx_manifest, plan=plan, device=device,
         profile=shapes, timing_cache=str(timing_cache) if timing_cache is not None else None,
         workspace_mb=int(workspace_mb), layers=layers, calibration=calibration,
         build_seconds=seconds, tools=_tools(trt, onnx))
+    # manifest first, engine last: a kill between the two leaves no engine at `out_path`
     atomic_write_json(manifest_path(out_path), manifest)
+    atomic_write_bytes(out_path, plan_bytes)
     return manifest
 
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from edgeld.config import ModelSpec, from_dict, to_dict
 from edgeld.errors import UserError
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.runtime.manifest import ModelIO
+from edgeld.runtime.manifest import ModelIO, make_parent_folder
 
 CHECKPOINT_FORMAT = "edgeld-checkpoint/1"
 
@@ -28,7 +28,7 @@ def save_checkpoint(path: str | Path, model: LandmarkNet, io: ModelIO, extra: di
     from edgeld.models.cost import count_macs, count_params
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_folder(path)
     meta = {
         "format": CHECKPOINT_FORMAT,
         "arch": "landmarknet",

@@ -25,7 +25,8 @@ class Detection:
 
     @property
     def landmarks_mm(self) -> np.ndarray | None:
-        """(K, 2) positions in mm from the image's top-left corner, or None without a spacing."""
+        """(K, 2) positions in mm from the centre of the image's top-left pixel (pixel centres are
+        at integer pixel coordinates), or None without a spacing."""
         if self.spacing_mm is None:
             return None
         return self.landmarks_px * np.array([self.spacing_mm[1], self.spacing_mm[0]])
@@ -58,8 +59,17 @@ class LandmarkDetector:
     """Load once, detect many. `LandmarkDetector("student.onnx")` (or a TensorRT `.engine`) reads
     the manifest beside it.
 
-    Thread-safety: `detect` keeps no per-call state on the object; ONNX Runtime sessions may be
-    called from several threads at once.
+    Thread safety: a detector on an `.onnx` artifact (ONNX Runtime) may be shared by any number of
+    threads calling `detect` / `detect_batch` (and a refiner chain of such detectors likewise).
+    Each call keeps its state in local variables (the codec and letterboxes are immutable), and
+    ONNX Runtime documents concurrent `InferenceSession.run` calls on one session as safe
+    ("Multiple threads can invoke the Run() method on the same inference session object", its
+    high-level design notes); its Python binding releases the GIL while running, so calls overlap.
+    tests/test_api_reliability.py checks that 4 threads sharing one detector get results
+    bit-identical to single-threaded ones. Not thread-safe: a TensorRT `.engine` detector (one
+    execution context and one CUDA stream; make one detector per thread), and calling
+    `runner.deactivate()` while other threads detect. Torch checkpoints are a development path
+    and make no promise.
     """
 
     def __init__(self, artifact: str | Path | None = None, *, runner: Runner | None = None,
@@ -72,7 +82,7 @@ class LandmarkDetector:
             manifest = read_manifest(artifact)
             io = ModelIO.from_dict(manifest["io"])
             if artifact.suffix == ".onnx":
-                runner = OnnxRuntimeRunner(artifact, providers=providers, threads=threads)
+                runner = OnnxRuntimeRunner(artifact, providers=providers, threads=threads, io=io)
             elif artifact.suffix == ".engine":
                 from edgeld.runtime.tensorrt_runner import TensorRTRunner
 

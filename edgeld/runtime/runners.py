@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from edgeld.errors import UserError
+from edgeld.runtime.manifest import ModelIO
 
 
 class Runner(Protocol):
@@ -25,10 +26,12 @@ class OnnxRuntimeRunner:
 
     PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0,
+                 io: ModelIO | None = None):
         self.path = Path(path)
         self.providers = providers
         self.threads = threads
+        self.io = io  # when given, activate() checks the graph's signature against it
         self.session = None
         self.name = "onnxruntime"
 
@@ -51,6 +54,8 @@ class OnnxRuntimeRunner:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise UserError(f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0]}") from exc
+        if self.io is not None:
+            check_signature(self.session, self.io, self.path)
         self.input_name = self.session.get_inputs()[0].name
         self.name = f"onnxruntime-{self.session.get_providers()[0].replace('ExecutionProvider', '').lower()}"
 
@@ -61,3 +66,22 @@ class OnnxRuntimeRunner:
 
     def deactivate(self) -> None:
         self.session = None
+
+
+def check_signature(session, io: ModelIO, path: Path) -> None:
+    """Refuse a graph that is not the model its manifest describes: one float input
+    (N, 1, H, W) and one output (N, K, H / stride, W / stride). Another model's ONNX beside this
+    manifest would otherwise fail mid-inference or, worse, decode into wrong landmarks."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    h, w, k, s = io.input_height, io.input_width, len(io.landmarks), io.heatmap_stride
+    want = {"input": (inputs, [1, h, w]), "output": (outputs, [k, h // s, w // s])}
+    for what, (tensors, dims) in want.items():
+        shape = list(tensors[0].shape) if len(tensors) == 1 else None
+        # a symbolic dimension (a name, or unknown) matches anything; the batch one is not checked
+        ok = (shape is not None and len(shape) == 4 and tensors[0].type == "tensor(float)"
+              and all(not isinstance(g, int) or g == e for g, e in zip(shape[1:], dims)))
+        if not ok:
+            found = ", ".join(f"{t.name} {t.type} {t.shape}" for t in tensors)
+            raise UserError(f"{path} is not the model its manifest describes: expected one float32 "
+                            f"{what} (N, {', '.join(map(str, dims))}), found {len(tensors)} {what}s "
+                            f"({found}); re-export the model")

@@ -29,7 +29,7 @@ from edgeld.metrics import radial_errors_mm, sdr_percent
 from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime import LandmarkDetector, ModelIO
-from edgeld.runtime.manifest import atomic_write_json
+from edgeld.runtime.manifest import atomic_write_json, check_output_folder
 from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
 from edgeld.train.tasks import heatmap_loss
 from edgeld.train.trainer import lr_factor, split_train_val
@@ -80,6 +80,7 @@ def train_refiner(data_dir: str, out_dir: str, stage1: str, spec: TrainSpec = RE
     from edgeld.load import open_detector
 
     out = Path(out_dir)
+    check_output_folder(out)
     if (out / "best.safetensors").exists():
         raise UserError(f"{out} already holds a trained run; use another --out")
     dataset = open_dataset(data_dir)

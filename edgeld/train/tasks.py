@@ -38,7 +38,8 @@ def random_block_mask(x: torch.Tensor, block: int, ratio: float, prob: float,
     gh, gw = -(-h // block), -(-w // block)
     blocks = torch.rand(n, 1, gh, gw, generator=generator) < ratio
     chosen = torch.rand(n, 1, 1, 1, generator=generator) < prob
-    mask = (blocks & chosen).to(x.dtype)
+    # drawn on the CPU generator whatever the device, so a run's mask stream does not depend on it
+    mask = (blocks & chosen).to(device=x.device, dtype=x.dtype)
     return F.interpolate(mask, scale_factor=block, mode="nearest")[..., :h, :w]
 
 

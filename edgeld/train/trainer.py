@@ -6,6 +6,7 @@ resume: model, optimizer, scheduler, RNG states), `metrics.jsonl` (one line per 
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -30,7 +31,8 @@ from edgeld.metrics import radial_errors_mm, sdr_percent
 from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime.detector import decode_to_source
-from edgeld.runtime.manifest import ModelIO, atomic_write_json
+from edgeld.runtime.manifest import (ModelIO, atomic_write_bytes, atomic_write_json,
+                                     check_output_folder)
 from edgeld.train.distributed import Distributed
 from edgeld.train.tasks import HeatmapTask, MultiTaskTask
 
@@ -38,6 +40,10 @@ ROLE_MODELS = {
     "student": ModelSpec(),
     # wider and deeper: the reference the student is later distilled from
     "teacher": ModelSpec(widths=(32, 64, 96, 160, 256), depths=(2, 2, 2, 2), decoder_width=96),
+    # the heavy peer of published work, timed and trained beside ours: a ResNet-34 encoder
+    # (3-4-6-3 basic blocks, 64-512 channels) with a 256-wide FPN decoder, stride-4 heatmaps
+    # as SimpleBaseline/HRNet emit them
+    "reference": ModelSpec(widths=(64, 64, 128, 256, 512), depths=(3, 4, 6, 3), decoder_width=256),
 }
 
 
@@ -74,7 +80,8 @@ def validate(model: LandmarkNet, cached: list[CachedSample], codec: SoftmaxHeatm
              inputs: torch.Tensor, reference: str, batch_size: int) -> dict[str, float]:
     """MRE (mm) and SDR of the model on cached validation images, in original pixels."""
     model.eval()
-    logits = np.concatenate([model(inputs[i:i + batch_size]).numpy()
+    device = next(model.parameters()).device
+    logits = np.concatenate([model(inputs[i:i + batch_size].to(device)).float().cpu().numpy()
                              for i in range(0, len(inputs), batch_size)])
     points, _ = decode_to_source(logits, [c.box for c in cached], codec)
     refs = np.stack([c.sample.reference(reference) for c in cached])
@@ -105,14 +112,28 @@ def load_teacher(ref: str, io: ModelIO) -> tuple[LandmarkNet, str]:
     return teacher, sha256_file(path)
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'cpu', 'cuda' (this process's GPU under torchrun) or 'auto' (CUDA when there is one)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: this torch build sees no CUDA GPU; use --device cpu")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise UserError(f"--device must be auto, cpu or cuda (got {name!r})")
+    return torch.device("cpu")
+
+
 def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = TrainSpec(),
           input_spec: InputSpec = InputSpec(), heatmap_spec: HeatmapSpec = HeatmapSpec(),
           resume: bool = False, progress: bool = True, kd: str = "none",
-          teacher: str | None = None) -> dict[str, Any]:
+          teacher: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Train one model; returns the best epoch's validation metrics and the checkpoint path.
 
     With `kd` other than "none", the student learns from the frozen `teacher` as well (see
-    edgeld.distill.task)."""
+    edgeld.distill.task). `device` changes where the arithmetic runs, not the recipe: the same
+    data order, augmentation and schedule (CUDA kernels are not bit-identical to CPU ones)."""
     if (kd == "none") != (teacher is None):
         raise UserError("--kd METHOD and --teacher MODEL go together (or neither)")
     if kd != "none" and role != "student":
@@ -120,6 +141,7 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     if kd != "none" and (spec.offset_weight or spec.reconstruction_weight):
         raise UserError("--aux (multi-task) and --kd are separate recipes; choose one")
     out = Path(out_dir)
+    check_output_folder(out)
     last_path = out / "last.pt"
     if resume and not last_path.is_file():
         raise UserError(f"--resume: no {last_path} to resume from")
@@ -166,6 +188,8 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
         task = DistillationTask(model, teacher_net, kd)
     else:
         task = make_task(model, spec)
+    dev = resolve_device(device, ddp.local_rank)
+    task.to(dev)
     optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=spec.lr,
                                   weight_decay=spec.weight_decay)
     steps_per_epoch = len(loader)
@@ -178,18 +202,20 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
               "loss_weights": task.loss_weights, "data": str(data_dir), "dataset": dataset.name,
               "reference": reference, "train": to_dict(spec), "input": to_dict(input_spec),
               "heatmap": to_dict(heatmap_spec), "model": to_dict(model_spec),
-              "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__}
+              "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__,
+              "device": dev.type}
 
     # DDP averages gradients over processes; the task's loss_weights stay on the plain module
-    step_fn = DistributedDataParallel(task) if ddp.enabled else task
+    step_fn = (DistributedDataParallel(task, device_ids=[dev] if dev.type == "cuda" else None)
+               if ddp.enabled else task)
     start_epoch, best, elapsed = 0, {"val_mre_mm": float("inf")}, 0.0
     if resume:
-        state = torch.load(last_path, weights_only=True)
+        state = torch.load(last_path, weights_only=True, map_location=dev)
         task.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["loader_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        generator.set_state(state["loader_rng"].cpu())
         if ddp.is_main:  # other ranks' augmentation streams are reseeded, not restored
             train_set.rng.bit_generator.state = state["augment_rng"]
         else:
@@ -208,6 +234,7 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
         losses, named = [], {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{spec.epochs}", disable=not progress, leave=False)
         for x, target, cells in bar:
+            x, target, cells = x.to(dev), target.to(dev), cells.to(dev)
             parts = step_fn(x, target, cells)
             loss = sum(task.loss_weights[name] * value for name, value in parts.items())
             optimizer.zero_grad(set_to_none=True)
@@ -228,7 +255,9 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
                   "lr": optimizer.param_groups[0]["lr"], **metrics, "elapsed_s": round(elapsed, 1)}
         if metrics["val_mre_mm"] < best["val_mre_mm"]:
             best = {**metrics, "epoch": epoch + 1}
-            save_checkpoint(out / "best.safetensors", model, io, {"training": {**recipe, "best": best}})
+            cpu_model = copy.deepcopy(model).cpu() if dev.type != "cpu" else model
+            save_checkpoint(out / "best.safetensors", cpu_model, io,
+                            {"training": {**recipe, "best": best}})
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         _save_resume_state(last_path, task, optimizer, scheduler, generator, train_set, epoch + 1,
@@ -247,11 +276,20 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
 
 
 def _drop_log_lines_after(log: Path, epoch: int) -> None:
-    """A kill after an epoch's log line but before its resume state: that epoch runs again."""
+    """A kill after an epoch's log line but before its resume state: that epoch runs again.
+    A kill in the middle of writing a line leaves half a line: dropped too."""
     if log.is_file():
         lines = [ln for ln in log.read_text(encoding="utf-8").splitlines()
-                 if ln.strip() and json.loads(ln)["epoch"] <= epoch]
-        log.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+                 if _log_epoch(ln) is not None and _log_epoch(ln) <= epoch]
+        # whole or not at all: a second kill here must not lose the epochs already logged
+        atomic_write_bytes(log, "".join(ln + "\n" for ln in lines).encode("utf-8"))
+
+
+def _log_epoch(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _save_resume_state(path: Path, task, optimizer, scheduler, generator, train_set, epoch: int,

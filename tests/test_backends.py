@@ -1,0 +1,79 @@
+"""Where models run: the trainer's --device, the torch benchmark backends and repeated benchmarks.
+
+CUDA paths need a GPU this machine lacks: those tests skip with that reason; the GPU figures in
+benchmarks/gpu-h200 were measured through the same code on an H200.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgeld.errors import UserError
+from edgeld.load import open_detector
+from edgeld.models.checkpoint import load_checkpoint
+from edgeld.models.runner import TORCH_BACKENDS, TorchRunner
+from edgeld.train.trainer import resolve_device
+from tests.test_cli import run
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+
+def test_resolve_device_auto_and_cpu():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="--device"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_refused_without_gpu(tiny_checkpoint):
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    for backend in TORCH_BACKENDS[1:]:
+        with pytest.raises(UserError, match="needs a CUDA GPU"):
+            open_detector(str(tiny_checkpoint), backend=backend)
+    with pytest.raises(ValueError):
+        TorchRunner(torch.nn.Identity(), "cpu", precision="fp16")
+
+
+def test_onnx_refuses_torch_backend(tiny_onnx):
+    with pytest.raises(UserError, match="checkpoints and built-in models only"):
+        open_detector(str(tiny_onnx), backend="torch-cuda")
+
+
+def test_torch_cpu_runner_matches_plain_forward(tiny_checkpoint):
+    model, io, _ = load_checkpoint(tiny_checkpoint)
+    x = np.random.default_rng(0).normal(size=(2, 1, io.input_height, io.input_width)).astype(np.float32)
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(x)).numpy()
+    got = TorchRunner.for_backend(model, "torch-cpu").infer(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("backend", TORCH_BACKENDS[1:])
+def test_cuda_backends_agree_with_cpu(tiny_checkpoint, backend):
+    model, io, _ = load_checkpoint(tiny_checkpoint)
+    x = np.random.default_rng(0).normal(size=(1, 1, io.input_height, io.input_width)).astype(np.float32)
+    cpu = TorchRunner.for_backend(load_checkpoint(tiny_checkpoint)[0], "torch-cpu").infer(x)
+    runner = TorchRunner.for_backend(model, backend)
+    tol = 1e-2 if "fp16" in backend else 1e-3
+    np.testing.assert_allclose(runner.infer(x), cpu, rtol=tol, atol=tol)
+    times = runner.cuda_event_times(x)
+    assert set(times) == {"h2d", "compute", "d2h"} and min(times.values()) >= 0
+
+
+def test_benchmark_repeat_reports_spread(tiny_onnx, tmp_path):
+    res = run("benchmark", tiny_onnx, "--seconds", 0.1, "--min-runs", 5, "--repeat", 3,
+              "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    (record,) = json.loads((tmp_path / "b" / "results.json").read_text())["records"]
+    for key in ("latency_ms", "end_to_end_ms"):
+        p50s = record[key]["p50_repeats"]
+        assert len(p50s) == 3 and p50s[0] == record[key]["p50"]
+        assert record[key]["p50_spread_pct"] == pytest.approx(100 * (max(p50s) - min(p50s)) / min(p50s))
+    assert record["latency_ms"]["runs"] >= 5
+    assert "repeat 3/3" in res.output and "%" in (tmp_path / "b" / "results.md").read_text()
