@@ -370,9 +370,12 @@ def _same_spacing(a: tuple[float, float], b: tuple[float, float]) -> bool:
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
               help="Measure everything this many times, models interleaved, and report how far "
                    "the repeats' p50s spread.")
+@click.option("--power", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Sample tegrastats during each timed phase (auto: on a Jetson with tegrastats) "
+                   "and report input power above idle and energy per image.")
 @click.option("--out", "out_dir", required=True)
 def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backends, min_runs, repeat,
-              out_dir) -> None:
+              power, out_dir) -> None:
     """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
     from edgeld.bench.device import device_facts
     from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image,
@@ -400,19 +403,28 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backe
     from edgeld.bench.harness import merge_repeat
 
     accuracies = []
-    for name, detector in detectors:
+    for (name, detector), (m, _) in zip(detectors, runs):
         t0 = time.perf_counter()
+        if dataset and _untrained(m):  # timing-only peers: their accuracy would mean nothing
+            click.echo(f"{name}: untrained weights, timed only (no accuracy)")
+            accuracies.append({"accuracy": "not measured: untrained weights, timed only"})
+            continue
         accuracy = run_eval(detector, dataset, split, progress=True) if dataset else {}
         if dataset:
             accuracy["accuracy_wall_s"] = round(time.perf_counter() - t0, 1)
             click.echo(f"{name}: {split} MRE {accuracy['mre_mm']:.3f} mm in {accuracy['accuracy_wall_s']} s")
         accuracies.append(accuracy)
+    monitor = _power_monitor(power)
+    if monitor is not None:
+        idle = monitor.measure_idle()
+        click.echo(f"idle input power: {idle:.0f} mW" if idle is not None
+                   else "idle input power: tegrastats gave no input rail; energy is not charged above idle")
     records: list[dict] = []
     for r in range(repeat):  # interleaved, so slow drift of the machine hits every model alike
         for i, ((name, detector), cost, accuracy) in enumerate(zip(detectors, costs, accuracies)):
             for j, batch in enumerate(batches):
                 record = benchmark_detector(detector, name, batch, image, min_seconds=seconds,
-                                            min_runs=min_runs)
+                                            min_runs=min_runs, power=monitor)
                 lat = record["latency_ms"]
                 click.echo(f"{name} [{record['backend']}] batch {batch}"
                            f"{f' (repeat {r + 1}/{repeat})' if repeat > 1 else ''}: p50 {lat['p50']:.2f} ms, "
@@ -427,6 +439,32 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backe
                                              "best_throughput": best_throughput(records)})
     atomic_write_bytes(out / "results.md", results_markdown(records, facts, command).encode())
     click.echo(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def _power_monitor(mode: str):
+    """A tegrastats PowerMonitor for --power on (or auto on a Jetson), else None."""
+    import shutil
+
+    from edgeld.bench.device import jetson_release
+    from edgeld.bench.tegrastats import PowerMonitor
+
+    have = shutil.which("tegrastats") is not None
+    if mode == "on" and not have:
+        raise UserError("--power on needs tegrastats on PATH (an NVIDIA Jetson); use --power off")
+    if mode == "on" or (mode == "auto" and have and jetson_release() is not None):
+        return PowerMonitor()
+    return None
+
+
+def _untrained(model: str) -> bool:
+    """A checkpoint written for latency measurements only (benchmarks/kd-comparison/init_checkpoint.py)."""
+    from edgeld.load import checkpoint_path, model_kind
+
+    if model_kind(model) not in ("checkpoint", "builtin"):
+        return False
+    from edgeld.info import checkpoint_metadata
+
+    return bool(checkpoint_metadata(checkpoint_path(model)).get("training", {}).get("untrained"))
 
 
 def _cost(model: str, refiner: tuple[str, ...]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,13 +50,76 @@ def nvidia_gpus() -> list[dict[str, str]]:
     return gpus
 
 
-def jetson_release() -> str | None:
+def jetson_release(root: Path = Path("/")) -> str | None:
     """The L4T release line on a Jetson (from /etc/nv_tegra_release), else None."""
-    path = Path("/etc/nv_tegra_release")
+    path = root / "etc/nv_tegra_release"
     try:
         return path.read_text().splitlines()[0].strip() if path.is_file() else None
     except (OSError, IndexError):
         return None
+
+
+_CLOCK_LINE = re.compile(r"^(cpu\d+|GPU|EMC):?\s.*?MinFreq=(\d+) MaxFreq=(\d+) CurrentFreq=(\d+)")
+
+
+def parse_jetson_clocks(text: str) -> dict[str, Any]:
+    """`jetson_clocks --show` output -> whether clocks are locked at their maximum.
+
+    jetson_clocks pins each CPU core's and the GPU's MinFreq to its MaxFreq; with the default
+    dynamic scaling MinFreq stays below MaxFreq. `locked` is None when no clock line was found.
+    """
+    machine = re.search(r"Machine:\s*(.+)", text)
+    clocks = {}
+    for line in text.splitlines():
+        m = _CLOCK_LINE.match(line.strip())
+        if m and "Online=0" not in line:
+            clocks[m.group(1)] = (int(m.group(2)), int(m.group(3)), int(m.group(4)))
+    scaled = [name for name in clocks if name != "EMC"]  # EMC's MinFreq stays low even when locked
+    locked = all(clocks[n][0] == clocks[n][1] for n in scaled) if scaled else None
+    return {"locked": locked, "machine": machine.group(1).strip() if machine else None,
+            "clocks_hz_or_khz": {n: {"min": c[0], "max": c[1], "current": c[2]} for n, c in clocks.items()}}
+
+
+def parse_nvpmodel(text: str) -> dict[str, Any]:
+    """`nvpmodel -q` output ("NV Power Mode: MAXN" then the mode id) -> {"mode", "id"}."""
+    mode = re.search(r"NV Power Mode:\s*(\S+)", text)
+    ident = re.search(r"NV Power Mode:\s*\S+\s*\n\s*(\d+)", text)
+    return {"mode": mode.group(1) if mode else None, "id": int(ident.group(1)) if ident else None}
+
+
+def _command_output(*command: str) -> str | None:
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def jetson_facts(root: Path = Path("/")) -> dict[str, Any] | None:
+    """Module, L4T, JetPack, power mode and clock state on a Jetson; None elsewhere.
+
+    nvpmodel and jetson_clocks may need root; what cannot be read is None, not a guess.
+    """
+    release = jetson_release(root)
+    if release is None:
+        return None
+    try:
+        module = (root / "proc/device-tree/model").read_bytes().rstrip(b"\0").decode().strip()
+    except OSError:
+        module = None
+    l4t = re.search(r"R(\d+) \(release\), REVISION: ([\d.]+)", release)
+    jetpack = _command_output("dpkg-query", "--showformat=${Version}", "--show", "nvidia-jetpack")
+    nvpmodel = _command_output("nvpmodel", "-q")
+    clocks = _command_output("jetson_clocks", "--show")
+    return {
+        "module": module,
+        "l4t": f"{l4t.group(1)}.{l4t.group(2)}" if l4t else release,
+        "jetpack": jetpack.strip() or None if jetpack else None,
+        "nvpmodel": parse_nvpmodel(nvpmodel) if nvpmodel else None,
+        "jetson_clocks": parse_jetson_clocks(clocks)["locked"] if clocks else None,
+    }
 
 
 def device_facts(threads: int | None = None) -> dict[str, Any]:
@@ -69,5 +133,5 @@ def device_facts(threads: int | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "libraries": library_versions(),
         "gpus": nvidia_gpus(),
-        "jetson": jetson_release(),
+        "jetson": jetson_facts(),
     }

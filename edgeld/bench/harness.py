@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from edgeld.bench.latency import measure_latency
+from edgeld.bench.tegrastats import PowerMonitor
 from edgeld.data import LandmarkDataset, load_grayscale
 from edgeld.runtime import LandmarkDetector
 
@@ -18,13 +19,18 @@ def synthetic_xray(height: int = 2400, width: int = 1935, seed: int = 0) -> np.n
 
 def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
                        image: np.ndarray | None = None, warmup_s: float = 1.0,
-                       min_seconds: float = 3.0, min_runs: int = 50) -> dict[str, Any]:
-    """One record: model-only latency on a preprocessed batch, end-to-end latency on an image."""
+                       min_seconds: float = 3.0, min_runs: int = 50,
+                       power: PowerMonitor | None = None) -> dict[str, Any]:
+    """One record: model-only latency on a preprocessed batch, end-to-end latency on an image;
+    with `power` (a Jetson), tegrastats power over each timed phase and energy per image."""
     image = synthetic_xray() if image is None else image
     tensor, _ = detector.preprocess(image)
     inputs = np.repeat(tensor[None], batch, axis=0)
     reset_peak_rss()
-    model_only = measure_latency(lambda: detector.runner.infer(inputs), warmup_s, min_runs, min_seconds)
+    during = power.sampler if power is not None else None
+    model_only = measure_latency(lambda: detector.runner.infer(inputs), warmup_s, min_runs, min_seconds,
+                                 during=during)
+    power_model = _power(power, model_only, batch)
     record = {
         "model": model,
         "backend": detector.runner.name,
@@ -39,12 +45,24 @@ def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
     }
     if batch == 1:
         record["end_to_end_ms"] = measure_latency(lambda: detector.detect(image), warmup_s,
-                                                  min_runs, min_seconds)
+                                                  min_runs, min_seconds, during=during)
+        if power is not None:
+            record["power_end_to_end"] = _power(power, record["end_to_end_ms"], 1)
+    if power is not None:
+        record["power_model_only"] = power_model
         record["end_to_end_input"] = f"decoded {image.dtype} image {image.shape[0]}x{image.shape[1]}"
     if getattr(getattr(detector.runner, "device", None), "type", None) == "cuda":
         record.update(cuda_breakdown(detector.runner, inputs, warmup_s, min_runs, min_seconds))
     record["peak_host_memory_mb"] = peak_rss_mb()
     return record
+
+
+def _power(power: PowerMonitor | None, latency: dict[str, Any], batch: int) -> dict | None:
+    """Pop the sampler a timed phase ran under and summarize it per image."""
+    sampler = latency.pop("during", None)
+    if power is None or sampler is None:
+        return None
+    return power.summarize(sampler, latency["runs"] * batch, latency["seconds"])
 
 
 def cuda_breakdown(runner, inputs: np.ndarray, warmup_s: float, min_runs: int,
@@ -75,16 +93,25 @@ def _percentiles(ms: np.ndarray) -> dict[str, float]:
 
 
 def merge_repeat(record: dict[str, Any], again: dict[str, Any]) -> None:
-    """Fold a repeated measurement into the first one's record: every repeat's p50 is kept, and
-    `p50_spread_pct` says how far they lie apart ((max - min) / min), the figure to read
-    before trusting a difference between two models."""
+    """Fold a repeated measurement into the first one's record.
+
+    Every repeat's statistics are kept (`repeats`); the record's own figures become those of the
+    median repeat by p50 (with three or more repeats, one disturbed block cannot move them), and
+    `p50_spread_pct` says how far the repeats' p50s lie apart ((max - min) / min)."""
     for key in ("latency_ms", "end_to_end_ms", "device_ms"):
         if key not in record:
             continue
         stats = record[key]
-        stats.setdefault("p50_repeats", [stats["p50"]]).append(again[key]["p50"])
-        p50s = stats["p50_repeats"]
-        stats["p50_spread_pct"] = 100.0 * (max(p50s) - min(p50s)) / min(p50s)
+        repeats = stats.pop("repeats", None) or [dict(stats)]
+        repeats.append({k: v for k, v in again[key].items() if k != "repeats"})
+        median = sorted(repeats, key=lambda r: r["p50"])[(len(repeats) - 1) // 2]
+        p50s = [r["p50"] for r in repeats]
+        stats.clear()
+        stats.update(median)
+        stats.update(repeats=repeats, p50_repeats=p50s,
+                     p50_spread_pct=100.0 * (max(p50s) - min(p50s)) / min(p50s))
+    if "latency_ms" in record:
+        record["throughput_ips"] = record["batch"] * 1000.0 / record["latency_ms"]["mean"]
     record["peak_host_memory_mb"] = max(filter(None, (record.get("peak_host_memory_mb"),
                                                       again.get("peak_host_memory_mb"))), default=None)
 
@@ -150,6 +177,20 @@ def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], comma
                  f"{r['mre_mm']:.3f}" if "mre_mm" in r else "-",
                  f"{r['sdr_percent']['2.0']:.1f}" if "sdr_percent" in r else "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    powered = [r for r in records if r.get("power_end_to_end") or r.get("power_model_only")]
+    if powered:
+        lines += ["", "Power (tegrastats, input rail; energy charged above the idle baseline when known):", "",
+                  "| model | backend | batch | phase | mean input mW | above idle mW | mJ per image | max temp C |",
+                  "|---|---|---:|---|---:|---:|---:|---:|"]
+        for r in powered:
+            for phase in ("model_only", "end_to_end"):
+                pw = r.get(f"power_{phase}")
+                if pw:
+                    above = pw["mean_above_idle_mw"]
+                    lines.append(f"| {r['model']} | {r['backend']} | {r['batch']} | {phase.replace('_', '-')} "
+                                 f"| {pw['mean_input_mw']:.0f} | {'-' if above is None else f'{above:.0f}'} "
+                                 f"| {pw['energy_per_image_mj']:.1f} "
+                                 f"| {max(pw['max_temperatures_c'].values(), default=float('nan')):.1f} |")
     lines += ["", "Model-only time runs the network on a preprocessed batch; end-to-end time goes "
               "from a decoded grayscale image to landmarks in mm (letterbox, network, decoding)."]
     return "\n".join(lines) + "\n"

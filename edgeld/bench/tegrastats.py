@@ -235,3 +235,41 @@ class TegrastatsSampler:
             except ValueError:
                 continue
         return out
+
+
+class PowerMonitor:
+    """Power for benchmark records: an idle baseline first, then tegrastats sampled during each
+    timed phase, summarized per image (``summarize_power``)."""
+
+    def __init__(self, interval_ms: int = 100, command: Sequence[str] | None = None,
+                 idle_seconds: float = 3.0):
+        self.interval_ms, self.command, self.idle_seconds = interval_ms, command, idle_seconds
+        self.idle_mw: float | None = None
+
+    def sampler(self) -> TegrastatsSampler:
+        return TegrastatsSampler(self.interval_ms, self.command)
+
+    def measure_idle(self) -> float | None:
+        """Mean input power while nothing runs (None when tegrastats printed no usable line)."""
+        import time
+
+        with self.sampler() as sampler:
+            time.sleep(self.idle_seconds)
+        powers = []
+        for sample in sampler.samples():
+            try:
+                powers.append(input_power_mw(sample))
+            except ValueError:
+                continue
+        self.idle_mw = sum(powers) / len(powers) if powers else None
+        return self.idle_mw
+
+    def summarize(self, sampler: TegrastatsSampler, images: int, seconds: float) -> dict | None:
+        """The run's power figures, or None when no sample with an input rail was read."""
+        samples = [s for s in sampler.samples() if s.rails_mw]
+        if not samples:
+            return None
+        try:
+            return summarize_power(samples, self.idle_mw, images, seconds)
+        except ValueError:
+            return None
