@@ -18,14 +18,16 @@ from tests.test_cli import run
 from tests.test_tegrastats import ORIN_NX_8GB
 
 # Jetson Nano, default (dynamic) clocks, from a public blog post (qiita, nvpmodel/jetson_clocks notes)
-NANO_DEFAULT = """SOC family:tegra210  Machine:NVIDIA Jetson Nano Developer Kit
-Online CPUs: 0-3
-CPU Cluster Switching: Disabled
-cpu0: Online=1 Governor=schedutil MinFreq=102000 MaxFreq=1479000 CurrentFreq=1326000 IdleStates: WFI=1 c7=1 
-cpu1: Online=1 Governor=schedutil MinFreq=102000 MaxFreq=1479000 CurrentFreq=1479000 IdleStates: WFI=1 c7=1 
-GPU MinFreq=76800000 MaxFreq=921600000 CurrentFreq=76800000
-EMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=0
-"""
+NANO_DEFAULT = "\n".join([  # jetson_clocks ends cpu lines with a space: kept
+    'SOC family:tegra210  Machine:NVIDIA Jetson Nano Developer Kit',
+    'Online CPUs: 0-3',
+    'CPU Cluster Switching: Disabled',
+    'cpu0: Online=1 Governor=schedutil MinFreq=102000 MaxFreq=1479000 CurrentFreq=1326000 IdleStates: WFI=1 c7=1 ',
+    'cpu1: Online=1 Governor=schedutil MinFreq=102000 MaxFreq=1479000 CurrentFreq=1479000 IdleStates: WFI=1 c7=1 ',
+    'GPU MinFreq=76800000 MaxFreq=921600000 CurrentFreq=76800000',
+    'EMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=0',
+    '',
+])
 # Orin Nano Super after `sudo jetson_clocks`, from a public write-up of a locked MAXN_SUPER setup
 ORIN_NANO_LOCKED = """cpu0:  Online=1 Governor=schedutil MinFreq=1728000 MaxFreq=1728000 CurrentFreq=1728000 IdleStates: WFI=0 c7=0
 GPU MinFreq=1020000000 MaxFreq=1020000000 CurrentFreq=1020000000
