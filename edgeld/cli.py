@@ -362,9 +362,11 @@ def _same_spacing(a: tuple[float, float], b: tuple[float, float]) -> bool:
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage, run after every MODEL (timed with it; repeatable).")
 @click.option("--backend", "backends", multiple=True,
-              type=click.Choice(["torch-cpu", "torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graphs"]),
-              help="How checkpoints and built-in models run (repeatable; default torch-cpu). "
-                   "ONNX artifacts always run on ONNX Runtime.")
+              type=click.Choice(["torch-cpu", "torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graphs",
+                                 "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt"]),
+              help="Repeatable. torch-*: how checkpoints and built-in models run (default torch-cpu); "
+                   "onnxruntime-*: which execution provider runs .onnx files (default: the best "
+                   "available).")
 @click.option("--min-runs", type=click.IntRange(1), default=50, show_default=True,
               help="Fewest timed runs per measurement (lower it for slow models).")
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
@@ -392,8 +394,14 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backe
     image = first_image(dataset, split) if dataset else None
     from edgeld.load import model_kind
 
-    runs = [(m, b) for m in models
-            for b in ((None,) if model_kind(m) in ("onnx", "engine") else backends or ("torch-cpu",))]
+    def backends_for(model: str) -> tuple:
+        kind = model_kind(model)
+        if kind == "engine":
+            return (None,)
+        prefix = "onnxruntime" if kind == "onnx" else "torch"
+        return tuple(b for b in backends if b.startswith(prefix)) or (None,)
+
+    runs = [(m, b) for m in models for b in backends_for(m)]
     detectors = [(" + ".join((m, *refiner)), open_detector(m, threads, refiner, b))
                  for m, b in runs]  # fail before timing
     facts = device_facts(threads or None)

@@ -44,21 +44,48 @@ def checkpoint_path(ref: str) -> Path:
     return Path(ref)
 
 
+# ONNX Runtime execution providers per backend name, each falling back to the next in order
+ORT_BACKENDS = {
+    "onnxruntime-cpu": ["CPUExecutionProvider"],
+    "onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def _backend_for(ref: str, backend: str | None) -> str | None:
+    if backend is None:
+        return None
+    kind = model_kind(ref)
+    if kind == "onnx":
+        return backend if backend in ORT_BACKENDS else None
+    return None if kind == "engine" or backend in ORT_BACKENDS else backend
+
+
 def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | None = None,
                   backend: str | None = None) -> LandmarkDetector:
     """A ready detector for any MODEL argument, optionally followed by refinement stages
     (one name, or several run coarse to fine in the order given).
 
     `backend` picks how a checkpoint runs (torch-cpu, torch-cuda, torch-cuda-fp16,
-    torch-cuda-fp16-graphs; default torch-cpu); ONNX and engine files run on their own runtime."""
+    torch-cuda-fp16-graphs; default torch-cpu); an ONNX file runs on ONNX Runtime's best provider,
+    or on the one an `onnxruntime-*` backend names (ORT_BACKENDS); an engine runs on TensorRT."""
     chain = [refiner] if isinstance(refiner, str) else list(refiner or [])
-    second = open_detector(chain[0], threads, chain[1:], backend) if chain else None
+    # a refiner takes the backend when it is of the kind that backend runs, else its own default
+    second = open_detector(chain[0], threads, chain[1:], _backend_for(chain[0], backend)) if chain else None
     kind = model_kind(ref)
     if kind in ("onnx", "engine"):
-        if backend and backend.startswith("torch"):
-            raise UserError(f"{ref} is an {kind} artifact: --backend {backend} runs checkpoints "
-                            "and built-in models only")
-        return LandmarkDetector(ref, threads=threads, refiner=second)
+        if backend and (backend.startswith("torch") or kind == "engine"):
+            raise UserError(f"{ref} is an {kind} artifact: --backend {backend} runs "
+                            f"{'checkpoints and built-in models' if backend.startswith('torch') else '.onnx files'} only")
+        providers = ORT_BACKENDS[backend] if backend else None
+        if providers and providers[0] != "CPUExecutionProvider":
+            import onnxruntime as ort
+
+            if providers[0] not in ort.get_available_providers():
+                raise UserError(f"--backend {backend} needs ONNX Runtime's {providers[0]}, which this "
+                                f"install lacks (it has {', '.join(ort.get_available_providers())}); "
+                                "onnxruntime-gpu on a machine with CUDA provides it")
+        return LandmarkDetector(ref, threads=threads, refiner=second, providers=providers)
     try:
         import torch
     except ImportError as exc:
@@ -70,6 +97,9 @@ def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | Non
 
     from edgeld.models.runner import TORCH_BACKENDS
 
+    if backend in ORT_BACKENDS:
+        raise UserError(f"--backend {backend} runs .onnx files; export {ref} first "
+                        f"(edgeld export {ref} --to onnx --out PATH.onnx)")
     backend = backend or "torch-cpu"
     if backend not in TORCH_BACKENDS:
         raise UserError(f"--backend {backend} does not run checkpoints; use one of "

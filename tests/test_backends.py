@@ -77,3 +77,22 @@ def test_benchmark_repeat_reports_spread(tiny_onnx, tmp_path):
         assert record[key]["p50_spread_pct"] == pytest.approx(100 * (max(p50s) - min(p50s)) / min(p50s))
     assert record["latency_ms"]["runs"] >= 5
     assert "repeat 3/3" in res.output and "%" in (tmp_path / "b" / "results.md").read_text()
+
+
+def test_onnxruntime_backends(tiny_onnx, tiny_checkpoint, tmp_path):
+    import onnxruntime as ort
+
+    detector = open_detector(str(tiny_onnx), backend="onnxruntime-cpu")
+    detector.detect(np.zeros((40, 30), np.uint8))
+    assert detector.runner.name == "onnxruntime-cpu"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(UserError, match="CUDAExecutionProvider"):
+            open_detector(str(tiny_onnx), backend="onnxruntime-cuda")
+    with pytest.raises(UserError, match="export"):
+        open_detector(str(tiny_checkpoint), backend="onnxruntime-cpu")
+    # one command, a checkpoint and an ONNX file: each runs on the backends of its kind
+    res = run("benchmark", tiny_onnx, tiny_checkpoint, "--backend", "onnxruntime-cpu", "--backend", "torch-cpu",
+              "--seconds", 0.1, "--min-runs", 3, "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    records = json.loads((tmp_path / "b" / "results.json").read_text())["records"]
+    assert [r["backend"] for r in records] == ["onnxruntime-cpu", "torch-cpu"]

@@ -86,3 +86,15 @@ def test_refiners_chain_coarse_to_fine(refiner, trained_tiny):
     # the second pass starts where the first ended, so it is the first pass applied twice
     again = one.refiner.refine(image, first)[0]
     assert np.allclose(two.detect(image).landmarks_px, again, atol=1e-4)
+
+
+def test_refiner_selects_on_the_first_stage_validation_images(trained_tiny):
+    from edgeld.data import open_dataset
+    from edgeld.info import checkpoint_metadata
+    from edgeld.train.refiner import REFINER_RECIPE, _split_like_stage1
+
+    samples = open_dataset(trained_tiny["data"]).split("train")
+    stage1_val = checkpoint_metadata(trained_tiny["checkpoint"])["training"]["val_images"]
+    fit, val = _split_like_stage1(samples, str(trained_tiny["checkpoint"]), REFINER_RECIPE)
+    assert sorted(samples[i].image_id for i in val) == sorted(stage1_val)
+    assert not set(fit) & set(val) and len(fit) + len(val) == len(samples)
