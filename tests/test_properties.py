@@ -127,6 +127,15 @@ def _logits_of(targets: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(targets, np.finfo(np.float32).tiny))[None]
 
 
+def _draw_points(codec, data, margin: float) -> np.ndarray:
+    """1-5 input-pixel points whose cells lie at least `margin` cells inside the heatmap."""
+    h, w = codec.heatmap_hw
+    n = data.draw(st.integers(1, 5))
+    cells = np.stack([data.draw(hnp.arrays(np.float64, n, elements=st.floats(margin, w - 1 - margin))),
+                      data.draw(hnp.arrays(np.float64, n, elements=st.floats(margin, h - 1 - margin)))], -1)
+    return codec.to_pixels(cells)
+
+
 @FAST
 @given(codecs(), st.data())
 def test_encode_then_decode_recovers_an_interior_point_to_a_hundredth_of_a_cell(codec, data):
@@ -134,11 +143,7 @@ def test_encode_then_decode_recovers_an_interior_point_to_a_hundredth_of_a_cell(
     margin of 0.01 cell, so that float32 targets cannot tie with a border cell) decodes to within
     0.01 cell (0.01 * stride input pixels): the log of a Gaussian is a parabola, so the vertex
     refinement is exact up to float32 rounding of the targets."""
-    h, w = codec.heatmap_hw
-    n = data.draw(st.integers(1, 5))
-    cells = np.stack([data.draw(hnp.arrays(np.float64, n, elements=st.floats(0.51, w - 1.51))),
-                      data.draw(hnp.arrays(np.float64, n, elements=st.floats(0.51, h - 1.51)))], -1)
-    points = codec.to_pixels(cells)
+    points = _draw_points(codec, data, margin=0.51)
     decoded, confidence = codec.decode(_logits_of(codec.encode(points)))
     err_cells = np.abs(decoded[0] - points) / codec.stride
     assert err_cells.max() < 0.01
@@ -150,11 +155,7 @@ def test_encode_then_decode_recovers_an_interior_point_to_a_hundredth_of_a_cell(
 def test_encode_then_decode_anywhere_on_the_map_is_within_half_a_cell(codec, data):
     """On the border cells there is no neighbour to refine with: the error is at most half a
     cell."""
-    h, w = codec.heatmap_hw
-    n = data.draw(st.integers(1, 5))
-    cells = np.stack([data.draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, w - 1.0))),
-                      data.draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, h - 1.0)))], -1)
-    points = codec.to_pixels(cells)
+    points = _draw_points(codec, data, margin=0.0)
     decoded, _ = codec.decode(_logits_of(codec.encode(points)))
     assert (np.abs(decoded[0] - points) / codec.stride).max() <= 0.5 + 1e-6
 

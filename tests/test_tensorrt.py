@@ -84,6 +84,15 @@ def write_onnx(folder, kind: str = "fp32", batch: str | int = "N"):
     return path
 
 
+def infer_once(engine, x: np.ndarray) -> np.ndarray:
+    """One inference on a real engine, releasing its CUDA context and buffers afterwards."""
+    runner = TensorRTRunner(engine)
+    try:
+        return runner.infer(x)
+    finally:
+        runner.deactivate()
+
+
 def reference_logits(onnx_path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -575,11 +584,7 @@ def test_fp32_engine_matches_onnxruntime(tmp_path):
     assert manifest["tensorrt"]["profile"]["max"] == [4, 1, 16, 16]
     assert manifest["layers"], "the inspector should list layers at DETAILED verbosity"
     x = np.random.default_rng(2).normal(size=(6, 1, 16, 16)).astype(np.float32)  # two chunks
-    runner = TensorRTRunner(engine)
-    try:
-        got = runner.infer(x)
-    finally:
-        runner.deactivate()
+    got = infer_once(engine, x)
     np.testing.assert_allclose(got, reference_logits(onnx_path, x), atol=1e-4, rtol=1e-4)
     # a rebuild reuses the timing cache it wrote
     rebuilt = build_engine(onnx_path, tmp_path / "again.engine", "fp32", (1, 2, 4), timing_cache=cache)
@@ -597,11 +602,7 @@ def test_fp16_engine_matches_onnxruntime(tmp_path, kind):
     assert manifest["artifact"]["precision"] == "fp16"
     assert manifest["tensorrt"]["flags"] == (["FP16"] if kind == "fp32" else [])
     x = np.random.default_rng(3).normal(size=(3, 1, 16, 16)).astype(np.float32)
-    runner = TensorRTRunner(engine)
-    try:
-        got = runner.infer(x)
-    finally:
-        runner.deactivate()
+    got = infer_once(engine, x)
     np.testing.assert_allclose(got, reference_logits(onnx_path, x), atol=2e-2, rtol=1e-2)
 
 
@@ -612,11 +613,7 @@ def test_int8_qdq_engine_matches_onnxruntime(tmp_path):
     manifest = build_engine(onnx_path, engine, "int8", batch_sizes=(1, 1, 4))
     assert manifest["tensorrt"]["flags"] == ([] if _trt_major() >= 11 else ["INT8"])
     x = np.random.default_rng(4).normal(size=(2, 1, 16, 16)).astype(np.float32)
-    runner = TensorRTRunner(engine)
-    try:
-        got = runner.infer(x)
-    finally:
-        runner.deactivate()
+    got = infer_once(engine, x)
     # both run the same INT8 Q/DQ graph; only float summation order differs
     np.testing.assert_allclose(got, reference_logits(onnx_path, x), atol=2e-2, rtol=1e-2)
 

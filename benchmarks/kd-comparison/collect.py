@@ -25,13 +25,13 @@ def evaluate_run(run: Path, data: str, split: str, backend: str) -> dict:
     from edgeld.evaluate import predict_samples, references
     from edgeld.load import open_detector
     from edgeld.metrics import radial_errors_mm, summarize
-    from edgeld.models.checkpoint import load_checkpoint
+    from edgeld.info import checkpoint_metadata
 
     torch.set_num_threads(1)
     dataset = open_dataset(data)
 
     ckpt = run / "best.safetensors"
-    _, _, meta = load_checkpoint(ckpt)
+    meta = checkpoint_metadata(ckpt)  # the description only; open_detector loads the weights
     detector = open_detector(str(ckpt), backend=backend)
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
     training = meta["training"]

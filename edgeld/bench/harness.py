@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeld.bench.latency import measure_latency
+from edgeld.bench.latency import measure_latency, summarize_ms
 from edgeld.bench.tegrastats import PowerMonitor
 from edgeld.data import LandmarkDataset, load_grayscale
 from edgeld.runtime import LandmarkDetector
@@ -81,15 +81,9 @@ def cuda_breakdown(runner, inputs: np.ndarray, warmup_s: float, min_runs: int,
     while len(samples["compute"]) < min_runs or time.perf_counter() - start < min_seconds:
         for key, value in runner.cuda_event_times(inputs).items():
             samples[key].append(value)
-    summary = {k: _percentiles(np.array(v)) for k, v in samples.items()}
+    summary = {k: summarize_ms(np.array(v)) for k, v in samples.items()}
     return {"device_ms": summary["compute"], "copy_ms": {"h2d": summary["h2d"], "d2h": summary["d2h"]},
             "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
-
-
-def _percentiles(ms: np.ndarray) -> dict[str, float]:
-    return {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-            "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "std": float(ms.std()),
-            "runs": int(ms.size)}
 
 
 def merge_repeat(record: dict[str, Any], again: dict[str, Any]) -> None:

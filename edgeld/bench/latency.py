@@ -29,11 +29,14 @@ def measure_latency(fn: Callable[[], object], warmup_s: float = 1.0, min_runs: i
             fn()
             times.append(time.perf_counter() - t0)
         seconds = time.perf_counter() - start
-    ms = np.array(times) * 1000.0
-    result: dict[str, Any] = {
-        "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "std": float(ms.std()),
-        "runs": int(ms.size), "seconds": round(seconds, 3)}
+    result: dict[str, Any] = {**summarize_ms(np.array(times) * 1000.0), "seconds": round(seconds, 3)}
     if monitor is not None:
         result["during"] = monitor
     return result
+
+
+def summarize_ms(ms: np.ndarray) -> dict[str, Any]:
+    """Percentiles, mean, std and count of a series of times in ms."""
+    return {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+            "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "std": float(ms.std()),
+            "runs": int(ms.size)}
