@@ -521,6 +521,51 @@ def info(model, json_path) -> None:
     click.echo(f"{'landmarks':>10}: {len(data['landmarks'])} ({', '.join(data['landmarks'])})")
 
 
+@cli.group()
+def orientation() -> None:
+    """Which way films face: check images, or fit a model's upright-film reference."""
+
+
+@orientation.command("check")
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+def orientation_check(model, images) -> None:
+    """How each image is oriented relative to MODEL's training films."""
+    from edgeld.data.images import load_grayscale
+    from edgeld.load import open_detector
+
+    detector = open_detector(model)
+    films = [(path, load_grayscale(path)) for path in images]  # fail early on a bad file
+    for path, film in films:
+        check = detector.check_orientation(film)
+        if check is None:
+            raise UserError(f"{model} carries no orientation reference; add one with "
+                            f"`edgeld orientation fit {model} --data DIR --split train --out PATH`")
+        click.echo(f"{path}: {check.orientation.describe()} (correlation {check.score:.2f})")
+
+
+@orientation.command("fit")
+@click.argument("model")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="dataset folder")
+@click.option("--split", default="train", show_default=True, help="the model's training split")
+@click.option("--out", required=True, type=click.Path(), help="checkpoint to write (.safetensors)")
+def orientation_fit(model, data_dir, split, out) -> None:
+    """Copy checkpoint MODEL with an upright-film reference fitted on a split's films."""
+    from edgeld.info import checkpoint_metadata
+    from edgeld.load import checkpoint_path, model_kind
+    from edgeld.orientation import attach_to_checkpoint, fit_on_split
+    from edgeld.runtime.manifest import ModelIO
+
+    if model_kind(model) not in ("builtin", "checkpoint"):
+        raise UserError(f"{model} is an exported artifact: fit the checkpoint it came from, "
+                        "then export again")
+    _check_outputs(files=(out,))
+    src = checkpoint_path(model)
+    reference = fit_on_split(ModelIO.from_dict(checkpoint_metadata(src)["io"]), data_dir, split)
+    attach_to_checkpoint(src, out, reference)
+    click.echo(f"wrote {out} (orientation reference from {reference.fitted_on})")
+
+
 @cli.command()
 def doctor() -> None:
     """Which inference backends this machine has, and what is missing."""

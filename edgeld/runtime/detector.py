@@ -11,6 +11,8 @@ from edgeld.codecs import SoftmaxHeatmapCodec
 from edgeld.data.transforms import Letterbox, preprocess
 from edgeld.errors import UserError
 from edgeld.runtime.manifest import ModelIO, read_manifest
+from edgeld.runtime.orientation import (Orientation, OrientationCheck, OrientationReference,
+                                        thumbnail)
 from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
 
 
@@ -22,6 +24,9 @@ class Detection:
     confidence: np.ndarray
     names: tuple[str, ...]
     spacing_mm: tuple[float, float] | None  # (row, column); None when unknown
+    # how the film was oriented when it came in ("upright" or e.g. "mirrored left-right"); the
+    # landmarks were found on the upright film and are given in the film's own pixels either way
+    orientation: str = "upright"
 
     @property
     def landmarks_mm(self) -> np.ndarray | None:
@@ -44,6 +49,7 @@ class Detection:
                  "confidence": float(self.confidence[k])}
                 for k, (name, p) in enumerate(zip(self.names, self.landmarks_px))
             ],
+            "orientation": self.orientation,
         }
 
 
@@ -74,7 +80,7 @@ class LandmarkDetector:
 
     def __init__(self, artifact: str | Path | None = None, *, runner: Runner | None = None,
                  io: ModelIO | None = None, providers: list[str] | None = None, threads: int = 0,
-                 refiner: "LandmarkDetector | None" = None):
+                 refiner: "LandmarkDetector | None" = None, correct_orientation: bool = True):
         if artifact is not None:
             artifact = Path(artifact)
             if not artifact.is_file():
@@ -102,6 +108,10 @@ class LandmarkDetector:
         self.refiner = refiner
         self.codec = SoftmaxHeatmapCodec((io.input_height, io.input_width), io.heatmap_stride,
                                          io.heatmap_sigma)
+        # films facing the other way or turned are put upright first (models that carry a
+        # reference; `correct_orientation=False` measures every film as given)
+        self.orientation = (OrientationReference.from_dict(io.orientation)
+                            if correct_orientation and io.orientation and not io.patch_size else None)
         self.runner.activate()
 
     @property
@@ -126,14 +136,38 @@ class LandmarkDetector:
                             "whole-image model")
         if spacings_mm is None:
             spacings_mm = [None] * len(images)
-        inputs, boxes = zip(*(self.preprocess(np.asarray(img)) for img in images))
+        upright, inputs, boxes, turns = zip(*(self._upright_input(np.asarray(img)) for img in images))
         logits = self.runner.infer(np.stack(inputs))
         points, confidence = decode_to_source(logits, boxes, self.codec)
         if self.refiner is not None:
-            for i, image in enumerate(images):
-                points[i], confidence[i] = self.refiner.refine(np.asarray(image), points[i])
-        return [Detection(points[i], confidence[i], self.names, _spacing_pair(spacings_mm[i]))
+            for i, image in enumerate(upright):
+                points[i], confidence[i] = self.refiner.refine(image, points[i])
+        return [Detection(turns[i].points_to_observed(points[i], upright[i].shape), confidence[i],
+                          self.names, _spacing_pair(spacings_mm[i]), turns[i].describe())
                 for i in range(len(images))]
+
+    def check_orientation(self, image: np.ndarray) -> OrientationCheck | None:
+        """How a 2D grayscale film is oriented relative to the model's training films, or None
+        when this model carries no orientation reference."""
+        if self.orientation is None:
+            return None
+        return self._check(*self.preprocess(np.asarray(image)))
+
+    def _check(self, x: np.ndarray, box: Letterbox) -> OrientationCheck:
+        size = self.orientation.template.shape[0]
+        return self.orientation.check(thumbnail(x, box, self.io.mean, self.io.std, size))
+
+    def _upright_input(self, image: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, Letterbox, Orientation]:
+        """The upright film, its model input and letterbox, and how it was turned."""
+        x, box = self.preprocess(image)
+        if self.orientation is None:
+            return image, x, box, Orientation()
+        turn = self._check(x, box).orientation
+        if turn.is_upright:
+            return image, x, box, turn
+        image = turn.to_upright(image)
+        return (image, *self.preprocess(image), turn)
 
     def refine(self, image: np.ndarray, points_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As a refinement stage: one patch per landmark around `points_src`, each decoded on its

@@ -35,6 +35,9 @@ class ModelIO:
     # patch_factor; 0 for a whole-image model
     patch_size: int = 0
     patch_factor: int = 0
+    # upright-film reference for orientation checks (runtime/orientation.py: OrientationReference
+    # .to_dict()); None for refiners and for models exported before it existed
+    orientation: dict[str, Any] | None = dataclasses.field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
