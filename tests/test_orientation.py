@@ -104,3 +104,18 @@ def test_orientation_cli_fit_is_reproducible_and_check_reports(tmp_path):
     check = subprocess.run([sys.executable, "-m", "edgeld", "orientation", "check", str(out),
                             str(REAL_DATA / "images" / "151.jpg")], capture_output=True, text=True)
     assert check.returncode == 0 and "151.jpg: upright (correlation" in check.stdout
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("film.jpg", "load_grayscale('film.jpg')"),
+    (np.zeros(5), "2D grayscale"),
+    (np.full((64, 64), np.nan, np.float32), "NaN or infinite"),
+    (np.full((64, 64), np.inf), "NaN or infinite"),
+])
+def test_detect_refuses_what_it_cannot_measure_with_a_message(trained_tiny, bad, words):
+    from edgeld.errors import UserError
+    from edgeld.runtime import LandmarkDetector
+
+    detector = LandmarkDetector(trained_tiny["onnx"])
+    with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        detector.detect(bad)

@@ -136,7 +136,7 @@ class LandmarkDetector:
                             "whole-image model")
         if spacings_mm is None:
             spacings_mm = [None] * len(images)
-        upright, inputs, boxes, turns = zip(*(self._upright_input(np.asarray(img)) for img in images))
+        upright, inputs, boxes, turns = zip(*(self._upright_input(_film(img)) for img in images))
         logits = self.runner.infer(np.stack(inputs))
         points, confidence = decode_to_source(logits, boxes, self.codec)
         if self.refiner is not None:
@@ -186,6 +186,20 @@ class LandmarkDetector:
         if self.refiner is not None:  # coarse-to-fine: a finer stage after this one
             return self.refiner.refine(image, refined)
         return refined, confidence[0]
+
+
+def _film(image: Any) -> np.ndarray:
+    """A caller's image as a 2D array, refusing what cannot be measured with a message to act on."""
+    if isinstance(image, (str, Path)):
+        raise UserError(f"detect takes a 2D grayscale array, not a path: read the file with "
+                        f"edgeld.data.load_grayscale({str(image)!r}) first")
+    film = np.asarray(image)
+    if film.ndim != 2:
+        raise UserError(f"expected a 2D grayscale image, got an array of shape {film.shape}; "
+                        "read files with edgeld.data.load_grayscale")
+    if film.dtype.kind == "f" and not np.isfinite(film).all():
+        raise UserError("the image holds NaN or infinite values: no landmarks can be measured on it")
+    return film
 
 
 def _spacing_pair(spacing: float | Sequence[float] | None) -> tuple[float, float] | None:
