@@ -35,7 +35,9 @@ setup(
         # training, export and the torch backend of the benchmark
         "torch": TRAINING,
         "dev": TRAINING + ["pytest>=8.0", "pytest-timeout>=2.3", "pydicom>=2.4",
-                         "hypothesis>=6", "jsonschema>=4.18"],
+                         "hypothesis>=6", "jsonschema>=4.18",
+                         # the layer contracts in .importlinter, checked by the test suite
+                         "import-linter>=2.0"],
         "trt": ["tensorrt>=10.3", "cuda-python>=12.6"],
         "dicom": ["pydicom>=2.4"],
     },

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgeld import __version__
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
 
 
 class EdgeldGroup(click.Group):
@@ -46,14 +46,14 @@ def cli() -> None:
 
 def _write_json(path: str | None, data) -> None:
     if path:
-        from edgeld.runtime.manifest import atomic_write_json
+        from edgeld.core.files import atomic_write_json
 
         atomic_write_json(path, data)
 
 
 def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None, ...] = ()) -> None:
     """Refuse an output location that cannot be written before the work, not after it."""
-    from edgeld.runtime.manifest import check_output_folder
+    from edgeld.core.files import check_output_folder
 
     for path in filter(None, files):
         if Path(path).is_dir():
@@ -225,8 +225,9 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
             raise UserError(f"--batch-sizes must look like 1,1,8 (got {batch_sizes!r})") from None
         manifest = build_engine(model, out, precision or "fp32", sizes, timing_cache,
                                 legacy_calibration)
-        click.echo(f"wrote {out} and {out}.json (TensorRT {manifest['tensorrt']['version']}, "
-                   f"{manifest['tensorrt']['gpu']}, {manifest['artifact']['precision']})")
+        built = manifest.section("tensorrt")
+        click.echo(f"wrote {out} and {out}.json (TensorRT {built['version']}, "
+                   f"{built['gpu']}, {manifest.artifact.precision})")
         return
 
     if target_format == "onnx":
@@ -238,8 +239,8 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
             if value is not None:
                 raise UserError(f"{name} does not apply to --to onnx (FP32 is checked by parity)")
         manifest = export_onnx(model, out)
-        parity = manifest["parity"]
-        click.echo(f"wrote {out} ({manifest['artifact']['bytes'] / 1e6:.2f} MB) and {out}.json; "
+        parity = manifest.section("parity")
+        click.echo(f"wrote {out} ({manifest.artifact.bytes / 1e6:.2f} MB) and {out}.json; "
                    f"ONNX Runtime vs torch: max logit diff {parity['max_abs_logit_diff']:.1e}, "
                    f"max landmark diff {parity['max_point_diff_px']:.1e} px")
         return
@@ -249,11 +250,11 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
         raise UserError("--target and --method apply to --to int8 only")
     manifest = export_lowered(model, out, target_format, calibration, target, method,
                               max_mre_increase, data_dir, split, echo=click.echo)
-    gate = manifest["gate"]
-    click.echo(f"wrote {out} ({manifest['artifact']['bytes'] / 1e6:.2f} MB) and {out}.json; "
+    gate = manifest.section("gate")
+    click.echo(f"wrote {out} ({manifest.artifact.bytes / 1e6:.2f} MB) and {out}.json; "
                f"MRE on {gate['split']}: {gate['fp32_mre_mm']:.3f} -> {gate['mre_mm']:.3f} mm "
                f"(limit +{gate['max_mre_increase_mm']} mm); "
-               f"kept in float32: {', '.join(manifest['lowering']['kept_float32_layers']) or 'none'}")
+               f"kept in float32: {', '.join(manifest.section('lowering')['kept_float32_layers']) or 'none'}")
 
 
 @cli.command()
@@ -268,9 +269,9 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
 @click.option("--seed", type=int, default=0, show_default=True)
 def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
     """Write an INT8 calibration set: a manifest plus preprocessed tensors."""
+    from edgeld.core.contract import ModelIO
     from edgeld.export.calibration import build_calibration
     from edgeld.info import model_info
-    from edgeld.runtime import ModelIO
 
     _check_outputs(folders=(out_dir,))
     info = model_info(model)
@@ -382,10 +383,10 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backe
     from edgeld.bench.device import device_facts
     from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image,
                                       results_markdown)
+    from edgeld.core.files import atomic_write_bytes, atomic_write_json
     from edgeld.data import open_dataset
     from edgeld.evaluate import evaluate as run_eval
     from edgeld.load import open_detector
-    from edgeld.runtime.manifest import atomic_write_bytes, atomic_write_json
 
     if (data_dir is None) != (split is None):
         raise UserError("--data and --split go together")
@@ -554,7 +555,7 @@ def orientation_fit(model, data_dir, split, out) -> None:
     from edgeld.info import checkpoint_metadata
     from edgeld.load import checkpoint_path, model_kind
     from edgeld.orientation import attach_to_checkpoint, fit_on_split
-    from edgeld.runtime.manifest import ModelIO
+    from edgeld.core.contract import ModelIO
 
     if model_kind(model) not in ("builtin", "checkpoint"):
         raise UserError(f"{model} is an exported artifact: fit the checkpoint it came from, "

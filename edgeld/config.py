@@ -1,4 +1,4 @@
-"""Typed configuration with defaults that say why. Standard library only."""
+"""Typed configuration with defaults that say why. Standard library only (edgeld.core.contract is)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,26 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How an X-ray becomes the model's input tensor; recorded in every checkpoint and manifest."""
-
-    # 384x320 keeps the 1935x2400 ISBI aspect (1.24) with little padding, at 6.25 source px per input px
-    height: int = 384
-    width: int = 320
-    # fixed intensity normalization of [0, 1] grayscale; X-ray exposure varies, so no per-image stats
-    mean: float = 0.5
-    std: float = 0.25
-
-
-@dataclass(frozen=True)
-class HeatmapSpec:
-    """Heatmap codec: one spatial softmax per landmark at 1/stride of the input."""
-
-    stride: int = 4
-    # Gaussian target width in heatmap cells; ~1.5 cells keeps the peak sharp yet learnable
-    sigma: float = 1.5
+# the model contract's parts, recorded in every checkpoint and manifest, are also training options
+from edgeld.core.contract import HeatmapSpec, InputSpec
 
 
 @dataclass(frozen=True)

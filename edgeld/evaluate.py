@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, load_grayscale
-from edgeld.errors import UserError
 from edgeld.metrics import mean_shape, place_mean_shape, radial_errors_mm, summarize
 from edgeld.runtime import LandmarkDetector
 

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeld.errors import UserError
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import sha256_file
+from edgeld.core.manifest import Manifest
 from edgeld.load import checkpoint_path, model_kind
-from edgeld.runtime.manifest import read_manifest, sha256_file
 
 
 def checkpoint_metadata(path: Path) -> dict[str, Any]:
@@ -31,17 +33,20 @@ def model_info(ref: str) -> dict[str, Any]:
         path = Path(ref)
         if not path.is_file():
             raise UserError(f"model file not found: {path}")
-        manifest = read_manifest(path)
-        io, source = manifest["io"], manifest.get("source", {})
+        manifest = Manifest.read(path)
+        io, source = manifest.io, manifest.source
         params, macs = source.get("params"), source.get("macs")
-        precision = manifest["artifact"].get("precision", "fp32")
+        precision = manifest.artifact.precision
     else:
         path = checkpoint_path(ref)
         meta = checkpoint_metadata(path)
         if "io" not in meta:
             raise UserError(f"{path} is not an edgeld checkpoint")
-        io, params, macs, precision = meta["io"], meta.get("params"), meta.get("macs"), "fp32"
-    patch_size = io.get("patch_size", 0)
+        try:
+            io = ModelIO.from_dict(meta["io"])
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}; retrain or re-save it with this edgeld") from exc
+        params, macs, precision = meta.get("params"), meta.get("macs"), "fp32"
     return {
         "name": ref,
         "kind": kind,
@@ -50,13 +55,13 @@ def model_info(ref: str) -> dict[str, Any]:
         "bytes": path.stat().st_size,
         "params": params,
         "macs": macs,
-        "input_size": [io["input_height"], io["input_width"]],
-        "landmarks": list(io["landmarks"]),
+        "input_size": [io.input_height, io.input_width],
+        "landmarks": list(io.landmarks),
         "precision": precision,
-        "io": io,
+        "io": io.to_dict(),
         # a refiner runs once per landmark patch: its MACs per image are K times its MACs
-        "role": "refiner" if patch_size else "detector",
-        "macs_per_image": macs * len(io["landmarks"]) if (macs and patch_size) else macs,
+        "role": "refiner" if io.patch_size else "detector",
+        "macs_per_image": macs * len(io.landmarks) if (macs and io.patch_size) else macs,
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from edgeld.errors import UserError, missing_extra
+from edgeld.core.errors import UserError, missing_extra
 from edgeld.models.registry import BUILTIN_MODELS, builtin_path
 from edgeld.runtime import LandmarkDetector
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edgeld.data.transforms import to_unit_float
+from edgeld.core.files import atomic_write_bytes
+from edgeld.core.letterbox import to_unit_float
 from edgeld.runtime import Detection
-from edgeld.runtime.manifest import atomic_write_bytes
 
 
 def render_overlay(image: np.ndarray, detection: Detection,

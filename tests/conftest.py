@@ -67,9 +67,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     from edgeld.config import ModelSpec
+    from edgeld.core.contract import HeatmapSpec, InputSpec, ModelIO
     from edgeld.models.checkpoint import save_checkpoint
     from edgeld.models.landmarknet import LandmarkNet
-    from edgeld.runtime import ModelIO
 
     torch.manual_seed(0)
     model = LandmarkNet(ModelSpec(widths=(4, 8, 8, 8, 8), depths=(1, 1, 1, 1), decoder_width=8,
@@ -80,7 +80,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, model, ModelIO(64, 64, 0.5, 0.25, 4, 1.5, SYNTH_NAMES), {})
+    save_checkpoint(path, model, ModelIO(InputSpec(64, 64, 0.5, 0.25), HeatmapSpec(4, 1.5), SYNTH_NAMES), {})
     return path
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
 from edgeld.load import open_detector
 from edgeld.models.checkpoint import load_checkpoint
 from edgeld.models.runner import TORCH_BACKENDS, TorchRunner

@@ -24,7 +24,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgeld.cli import cli
-from edgeld.runtime.manifest import MANIFEST_FORMAT, atomic_write_json, manifest_path, sha256_file
+from edgeld.core.files import atomic_write_json, sha256_file
+from edgeld.core.manifest import MANIFEST_FORMAT, manifest_path
 
 
 @dataclass

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgeld.config import TrainSpec
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
 from edgeld.load import open_detector
 from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeld.codecs import SoftmaxHeatmapCodec
+from edgeld.core.codec import SoftmaxHeatmapCodec
 
 
 @pytest.mark.parametrize("stride,sigma", [(4, 1.5), (2, 1.0), (4, 2.5)])

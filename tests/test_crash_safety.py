@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from edgeld.core.manifest import Manifest, manifest_path
 from edgeld.export.calibration import build_calibration
 from edgeld.runtime import LandmarkDetector
-from edgeld.runtime.manifest import ModelIO, manifest_path, read_manifest
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2-core CI machine; also keeps training deterministic
 
@@ -57,8 +57,8 @@ def assert_whole_or_absent(out: Path) -> None:
     """The final path holds nothing, or an artifact its manifest vouches for that really loads."""
     if not out.exists():
         return
-    manifest = read_manifest(out)  # raises unless the manifest is there and its sha256 matches
-    assert manifest["artifact"]["bytes"] == out.stat().st_size
+    manifest = Manifest.read(out)  # raises unless the manifest is there and its sha256 matches
+    assert manifest.artifact.bytes == out.stat().st_size
     LandmarkDetector(out)  # ONNX Runtime parses it and its signature matches the manifest
 
 
@@ -79,7 +79,7 @@ def test_lowered_export_killed_at_many_moments(precision, tiny_onnx, shared_data
     args = ["export", tiny_onnx, "--to", precision, "--data", shared_dataset, "--split", "test1",
             "--max-mre-increase", "100"]  # the gate is not under test here; the files are
     if precision == "int8":
-        io = ModelIO.from_dict(read_manifest(tiny_onnx)["io"])
+        io = Manifest.read(tiny_onnx).io
         build_calibration(shared_dataset, "train", 4, tmp_path / "cal", io, "first", progress=False)
         args += ["--calibration", tmp_path / "cal"]
 

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from conftest import REAL_DATA, SYNTH_NAMES, make_shared_dataset, needs_real_data
+from edgeld.core.errors import UserError
 from edgeld.data import open_dataset
 from edgeld.data.datasets import ISBI2015_LANDMARKS
-from edgeld.errors import UserError
 
 
 def test_shared_layout_reads_names_splits_references(shared_dataset):

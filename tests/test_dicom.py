@@ -16,9 +16,9 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
 from edgeld.cli import cli  # noqa: E402
+from edgeld.core.errors import UserError  # noqa: E402
 from edgeld.data import load_grayscale  # noqa: E402
 from edgeld.data.dicom import is_dicom, read_dicom  # noqa: E402
-from edgeld.errors import UserError  # noqa: E402
 
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 

@@ -6,20 +6,21 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_image, synthetic_points
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
+from edgeld.core.manifest import Manifest, manifest_path
 from edgeld.load import open_detector
 from edgeld.runtime import LandmarkDetector
-from edgeld.runtime.manifest import manifest_path, read_manifest
 
 
 def test_export_writes_onnx_and_manifest(tiny_onnx, tiny_checkpoint):
-    manifest = read_manifest(tiny_onnx)
-    assert manifest["artifact"]["precision"] == "fp32" and manifest["artifact"]["opset"] >= 17
-    assert manifest["io"]["landmarks"] == ["tip", "notch", "corner"]
-    assert manifest["io"]["input_height"] == 64
-    assert manifest["parity"]["max_abs_logit_diff"] <= manifest["parity"]["logit_atol"]
-    assert manifest["tools"]["onnxruntime"] and manifest["tools"]["torch"]
-    assert manifest["source"]["params"] > 0 and manifest["source"]["macs"] > 0
+    manifest = Manifest.read(tiny_onnx)
+    assert manifest.artifact.precision == "fp32" and manifest.artifact.opset >= 17
+    assert manifest.io.landmarks == ("tip", "notch", "corner")
+    assert manifest.io.input_height == 64 and manifest.io.orientation is None
+    parity = manifest.section("parity")
+    assert parity["max_abs_logit_diff"] <= parity["logit_atol"]
+    assert manifest.tools["onnxruntime"] and manifest.tools["torch"]
+    assert manifest.source["params"] > 0 and manifest.source["macs"] > 0
 
 
 def test_onnx_runtime_agrees_with_torch_on_images(tiny_onnx, tiny_checkpoint):
@@ -59,13 +60,13 @@ def test_modified_artifact_is_refused(tiny_onnx, tmp_path):
 
 
 def test_runtime_runs_with_torch_blocked(tiny_onnx):
-    """The runtime, codecs and metrics never import torch: run a detection with torch unimportable."""
+    """The runtime, core and metrics never import torch: run a detection with torch unimportable."""
     code = f"""
 import sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import numpy as np
 from edgeld.runtime import LandmarkDetector
-import edgeld.codecs, edgeld.metrics, edgeld.evaluate, edgeld.load, edgeld.info
+import edgeld.core.codec, edgeld.core.manifest, edgeld.metrics, edgeld.evaluate, edgeld.load, edgeld.info
 det = LandmarkDetector({str(tiny_onnx)!r})
 out = det.detect(np.zeros((160, 128), np.uint8), 0.1)
 assert out.landmarks_px.shape == (3, 2)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgeld.core.errors import UserError
 from edgeld.data import load_grayscale
-from edgeld.errors import UserError
 
 
 def test_missing_empty_truncated_and_corrupt_files(tmp_path):

@@ -6,18 +6,19 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgeld.data import open_dataset, preprocess
+from edgeld.core.errors import UserError
+from edgeld.core.letterbox import preprocess
+from edgeld.core.manifest import Manifest
+from edgeld.data import open_dataset
 from edgeld.data.images import load_grayscale
-from edgeld.errors import UserError
 from edgeld.export.calibration import build_calibration, load_calibration, select_images
 from edgeld.export.lowered import export_lowered
-from edgeld.runtime import LandmarkDetector, ModelIO
-from edgeld.runtime.manifest import read_manifest
+from edgeld.runtime import LandmarkDetector
 
 
 @pytest.fixture(scope="module")
 def tiny_io(trained_tiny):
-    return ModelIO.from_dict(read_manifest(trained_tiny["onnx"])["io"])
+    return Manifest.read(trained_tiny["onnx"]).io
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +95,10 @@ def test_int8_tensorrt_layout_is_symmetric_with_float_biases(trained_tiny, calib
     for conv in (n for n in graph.node if n.op_type == "Conv" and len(n.input) == 3):
         bias = conv.input[2]
         assert bias in inits and inits[bias].dtype == np.float32  # not an int32 DQ input
-    gate = manifest["gate"]
+    gate = manifest.section("gate")
     assert gate["mre_increase_mm"] <= gate["max_mre_increase_mm"] == 0.05
-    assert manifest["lowering"]["target"] == "tensorrt" and manifest["artifact"]["precision"] == "int8"
+    assert manifest.section("lowering")["target"] == "tensorrt"
+    assert manifest.artifact.precision == "int8"
     det = LandmarkDetector(out)
     assert det.detect(np.zeros((160, 128), np.uint8)).landmarks_px.shape == (3, 2)
 
@@ -117,7 +119,7 @@ def test_fp16_keeps_float32_io_and_passes_its_gate(trained_tiny, tmp_path):
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
-    assert abs(manifest["gate"]["mre_increase_mm"]) <= 0.01
+    assert abs(manifest.section("gate")["mre_increase_mm"]) <= 0.01
 
 
 def test_gate_keeps_sensitive_layers_in_float32(trained_tiny, calibration, tmp_path):
@@ -133,12 +135,12 @@ def test_gate_keeps_sensitive_layers_in_float32(trained_tiny, calibration, tmp_p
     manifest = export_lowered(str(trained_tiny["onnx"]), out, "int8", str(squeezed),
                               data_dir=str(trained_tiny["data"]), max_mre_increase=0.0,
                               progress=False)
-    lowering = manifest["lowering"]
+    lowering = manifest.section("lowering")
     assert lowering["kept_float32"], "clipped ranges must force some layers back to float32"
     assert set(lowering["kept_float32"]) <= set(lowering["sensitivity_px"])
     ranked = list(lowering["sensitivity_px"].values())
     assert ranked == sorted(ranked, reverse=True)
-    assert manifest["gate"]["mre_increase_mm"] <= 0.0
+    assert manifest.section("gate")["mre_increase_mm"] <= 0.0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgeld-export-")]
 
 

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from edgeld.config import ModelSpec
-from edgeld.errors import UserError
+from edgeld.core.contract import HeatmapSpec, InputSpec, ModelIO
+from edgeld.core.errors import UserError
 from edgeld.models.checkpoint import load_checkpoint, save_checkpoint
 from edgeld.models.cost import count_macs, count_params
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.runtime import ModelIO
 from edgeld.train.trainer import ROLE_MODELS
 
 
@@ -39,7 +39,7 @@ def test_mac_count_matches_hand_count():
 def test_checkpoint_round_trip_and_truncation(tmp_path):
     model = LandmarkNet(ModelSpec(widths=(4, 8, 8, 8, 8), depths=(1, 1, 1, 1), decoder_width=8,
                                   num_landmarks=2)).eval()
-    io = ModelIO(64, 64, 0.5, 0.25, 4, 1.5, ("a", "b"))
+    io = ModelIO(InputSpec(64, 64, 0.5, 0.25), HeatmapSpec(4, 1.5), ("a", "b"))
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, model, io, {"note": "x"})
     loaded, io2, meta = load_checkpoint(path)
@@ -59,7 +59,7 @@ def test_float16_storage_halves_the_file_and_keeps_outputs(tmp_path):
     torch.manual_seed(0)
     model = LandmarkNet(ModelSpec(widths=(8, 16, 16, 16, 16), depths=(1, 1, 1, 1), decoder_width=16,
                                   num_landmarks=2)).eval()
-    io = ModelIO(64, 64, 0.5, 0.25, 4, 1.5, ("a", "b"))
+    io = ModelIO(InputSpec(64, 64, 0.5, 0.25), HeatmapSpec(4, 1.5), ("a", "b"))
     save_checkpoint(tmp_path / "a.safetensors", model, io, {"training": {"epochs": 1}})
     shrink_checkpoint(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
     small, io2, meta = load_checkpoint(tmp_path / "b.safetensors")

@@ -49,7 +49,7 @@ def test_reference_tells_all_eight_orientations_apart_and_round_trips():
     assert again.fitted_on == "synthetic" and again.min_margin == reference.min_margin
     assert np.allclose(again.template, reference.template, atol=1e-3)
     film = _asymmetric_film(rng)
-    from edgeld.data.transforms import preprocess
+    from edgeld.core.letterbox import preprocess
     from edgeld.runtime.orientation import thumbnail
 
     for turn in ALL_ORIENTATIONS:
@@ -61,7 +61,7 @@ def test_reference_tells_all_eight_orientations_apart_and_round_trips():
 
 def test_a_featureless_image_stays_as_given():
     reference = fit_reference([_asymmetric_film(np.random.default_rng(2))], 96, 80, 0.5, 0.25)
-    from edgeld.data.transforms import preprocess
+    from edgeld.core.letterbox import preprocess
     from edgeld.runtime.orientation import thumbnail
 
     x, box = preprocess(np.full((240, 200), 128, np.uint8), 96, 80, 0.5, 0.25)
@@ -113,7 +113,7 @@ def test_orientation_cli_fit_is_reproducible_and_check_reports(tmp_path):
     (np.full((64, 64), np.inf), "NaN or infinite"),
 ])
 def test_detect_refuses_what_it_cannot_measure_with_a_message(trained_tiny, bad, words):
-    from edgeld.errors import UserError
+    from edgeld.core.errors import UserError
     from edgeld.runtime import LandmarkDetector
 
     detector = LandmarkDetector(trained_tiny["onnx"])

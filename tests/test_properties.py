@@ -20,16 +20,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from edgeld.codecs import SoftmaxHeatmapCodec
+from edgeld.core.codec import SoftmaxHeatmapCodec
+from edgeld.core.letterbox import Letterbox, to_unit_float
 from edgeld.data import load_grayscale, open_dataset
-from edgeld.data.transforms import Letterbox, to_unit_float
 from edgeld.metrics import radial_errors_mm, sdr_percent, summarize
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --------------------------------------------------------------------------------------------------
-# letterbox (edgeld/data/transforms.py)
+# letterbox (edgeld/core/letterbox.py)
 
 sizes = st.integers(min_value=1, max_value=6000)          # source: 1 px to a 6000 px detector
 model_sizes = st.integers(min_value=4, max_value=640)     # model input side
@@ -112,7 +112,7 @@ def test_letterbox_image_stays_in_unit_range_with_zero_padding(src_h, src_w, dst
 
 
 # --------------------------------------------------------------------------------------------------
-# heatmap codec (edgeld/codecs/heatmap.py)
+# heatmap codec (edgeld/core/codec.py)
 
 @st.composite
 def codecs(draw) -> SoftmaxHeatmapCodec:

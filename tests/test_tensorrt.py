@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeld.errors import UserError
+from edgeld.core.contract import HeatmapSpec, InputSpec, ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import atomic_write_bytes, sha256_file
+from edgeld.core.manifest import ArtifactEntry, Manifest
 from edgeld.export.tensorrt import (build_engine, calibration_cache_key, check_batch_sizes,
                                     check_network_input, engine_manifest, inspect_onnx_precision,
                                     layer_precisions, parse_trt_version, plan_build, profile_shapes)
 from edgeld.runtime import tensorrt_runner as trt_runner
-from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_bytes,
-                                     atomic_write_json, manifest_path, read_manifest, sha256_file)
 from edgeld.runtime.tensorrt_runner import (DeviceFacts, Profile, TensorRTRunner, batch_plan,
                                             check_input_shape, compute_capability_str, cuda_check,
                                             cuda_error, engine_compatibility, tensor_nbytes)
@@ -30,7 +31,7 @@ from edgeld.runtime.tensorrt_runner import (DeviceFacts, Profile, TensorRTRunner
 needs_tensorrt = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
                                     reason="TensorRT is not installed on this machine (no NVIDIA GPU)")
 
-IO = ModelIO(16, 16, 0.5, 0.25, 4, 1.5, ("a", "b", "c"))
+IO = ModelIO(InputSpec(16, 16, 0.5, 0.25), HeatmapSpec(4, 1.5), ("a", "b", "c"))
 ONNX_PRECISION = {"fp32": "fp32", "fp16": "fp16", "qdq": "int8", "qdq_uint8": "int8"}
 
 
@@ -76,11 +77,9 @@ def write_onnx(folder, kind: str = "fp32", batch: str | int = "N"):
     """A tiny ONNX with an edgeld manifest beside it, as `edgeld export` would leave it."""
     path = folder / f"tiny_{kind}.onnx"
     atomic_write_bytes(path, tiny_model(kind, batch).SerializeToString())
-    atomic_write_json(manifest_path(path), {
-        "format": MANIFEST_FORMAT,
-        "artifact": {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                     "kind": "onnx", "opset": 17, "precision": ONNX_PRECISION[kind]},
-        "io": IO.to_dict(), "source": {"model": "tiny"}})
+    Manifest(ArtifactEntry(file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size,
+                           kind="onnx", opset=17, precision=ONNX_PRECISION[kind]),
+             IO, source={"model": "tiny"}).write(path)
     return path
 
 
@@ -193,8 +192,8 @@ def fake_manifest(tmp_path, device: DeviceFacts | None = None, precision: str = 
     device = device or DeviceFacts("10.3.0.30", "Orin", "8.7", "12.6", "12.6")
     engine = tmp_path / "tiny.engine"
     atomic_write_bytes(engine, b"stands in for a serialized engine")
-    onnx_manifest = {"artifact": {"file": "tiny.onnx", "sha256": "e" * 64, "kind": "onnx",
-                                  "precision": "fp32"}, "io": IO.to_dict(), "source": {"model": "tiny"}}
+    onnx_manifest = Manifest(ArtifactEntry(file="tiny.onnx", sha256="e" * 64, kind="onnx",
+                                           precision="fp32"), IO, source={"model": "tiny"})
     plan = plan_build(device.tensorrt, precision, False, False, False)
     manifest = engine_manifest(
         engine_file=engine.name, engine_sha256=sha256_file(engine), engine_bytes=engine.stat().st_size,
@@ -202,25 +201,27 @@ def fake_manifest(tmp_path, device: DeviceFacts | None = None, precision: str = 
         profile=profile_shapes(IO, (1, 2, 4)), timing_cache=None, workspace_mb=1024,
         layers=[{"name": "conv", "type": "CaskConvolution", "precision": "fp16"}], calibration=None,
         build_seconds=12.345, tools={"edgeld": "0.1.0"})
-    atomic_write_json(manifest_path(engine), manifest)
+    manifest.write(engine)
     return engine, manifest
 
 
 def test_engine_manifest_structure(tmp_path):
     engine, manifest = fake_manifest(tmp_path)
-    assert read_manifest(engine) == manifest  # valid format, sha256 matches the file
-    assert manifest["artifact"] == {"file": "tiny.engine", "sha256": sha256_file(engine),
-                                    "bytes": engine.stat().st_size, "kind": "engine", "precision": "fp16"}
-    assert manifest["io"] == IO.to_dict()
-    assert manifest["source"] == {"onnx": "tiny.onnx", "onnx_sha256": "e" * 64,
-                                  "onnx_precision": "fp32", "model": "tiny"}
-    rt = manifest["tensorrt"]
+    assert Manifest.read(engine) == manifest  # valid format, sha256 matches the file
+    assert manifest.artifact == ArtifactEntry(file="tiny.engine", sha256=sha256_file(engine),
+                                              bytes=engine.stat().st_size, kind="engine",
+                                              precision="fp16")
+    assert manifest.io == IO
+    assert manifest.source == {"onnx": "tiny.onnx", "onnx_sha256": "e" * 64,
+                               "onnx_precision": "fp32", "model": "tiny"}
+    rt = manifest.section("tensorrt")
     assert (rt["version"], rt["gpu"], rt["compute_capability"], rt["cuda"]) == (
         "10.3.0.30", "Orin", "8.7", "12.6")
     assert rt["strongly_typed"] is False and rt["flags"] == ["FP16"] and rt["timing_cache"] is None
     assert rt["profile"] == {"input": "image", "min": [1, 1, 16, 16], "opt": [2, 1, 16, 16],
                              "max": [4, 1, 16, 16]}
-    assert manifest["layers"][0]["precision"] == "fp16" and manifest["build_seconds"] == 12.35
+    assert manifest.sections["layers"][0]["precision"] == "fp16"
+    assert manifest.sections["build_seconds"] == 12.35
     engine_compatibility(manifest, "10.3.0.30", "Orin", (8, 7))  # the machine it was built on
 
 
@@ -241,7 +242,7 @@ def test_mismatched_engine_is_refused_with_rebuild_command(tmp_path, trt_version
 
 def test_non_engine_manifest_is_refused():
     with pytest.raises(UserError, match="does not describe a TensorRT engine"):
-        engine_compatibility({"artifact": {"file": "m.onnx", "kind": "onnx"}, "io": {}},
+        engine_compatibility(Manifest(ArtifactEntry(file="m.onnx", sha256="0" * 64), IO),
                              "10.3", "Orin", "8.7")
 
 
@@ -579,16 +580,16 @@ def test_fp32_engine_matches_onnxruntime(tmp_path):
     onnx_path = write_onnx(tmp_path, "fp32")
     engine, cache = tmp_path / "tiny.engine", tmp_path / "timing.cache"
     manifest = build_engine(onnx_path, engine, "fp32", batch_sizes=(1, 2, 4), timing_cache=cache)
-    assert read_manifest(engine) == manifest and cache.is_file()
-    assert manifest["artifact"]["kind"] == "engine" and manifest["tensorrt"]["strongly_typed"]
-    assert manifest["tensorrt"]["profile"]["max"] == [4, 1, 16, 16]
-    assert manifest["layers"], "the inspector should list layers at DETAILED verbosity"
+    assert Manifest.read(engine) == manifest and cache.is_file()
+    assert manifest.artifact.kind == "engine" and manifest.section("tensorrt")["strongly_typed"]
+    assert manifest.section("tensorrt")["profile"]["max"] == [4, 1, 16, 16]
+    assert manifest.sections["layers"], "the inspector should list layers at DETAILED verbosity"
     x = np.random.default_rng(2).normal(size=(6, 1, 16, 16)).astype(np.float32)  # two chunks
     got = infer_once(engine, x)
     np.testing.assert_allclose(got, reference_logits(onnx_path, x), atol=1e-4, rtol=1e-4)
     # a rebuild reuses the timing cache it wrote
     rebuilt = build_engine(onnx_path, tmp_path / "again.engine", "fp32", (1, 2, 4), timing_cache=cache)
-    assert rebuilt["tensorrt"]["timing_cache"] == str(cache)
+    assert rebuilt.section("tensorrt")["timing_cache"] == str(cache)
 
 
 @needs_tensorrt
@@ -599,8 +600,8 @@ def test_fp16_engine_matches_onnxruntime(tmp_path, kind):
     onnx_path = write_onnx(tmp_path, kind)
     engine = tmp_path / f"tiny_{kind}.engine"
     manifest = build_engine(onnx_path, engine, "fp16", batch_sizes=(1, 1, 4))
-    assert manifest["artifact"]["precision"] == "fp16"
-    assert manifest["tensorrt"]["flags"] == (["FP16"] if kind == "fp32" else [])
+    assert manifest.artifact.precision == "fp16"
+    assert manifest.section("tensorrt")["flags"] == (["FP16"] if kind == "fp32" else [])
     x = np.random.default_rng(3).normal(size=(3, 1, 16, 16)).astype(np.float32)
     got = infer_once(engine, x)
     np.testing.assert_allclose(got, reference_logits(onnx_path, x), atol=2e-2, rtol=1e-2)
@@ -611,7 +612,7 @@ def test_int8_qdq_engine_matches_onnxruntime(tmp_path):
     onnx_path = write_onnx(tmp_path, "qdq")
     engine = tmp_path / "tiny_int8.engine"
     manifest = build_engine(onnx_path, engine, "int8", batch_sizes=(1, 1, 4))
-    assert manifest["tensorrt"]["flags"] == ([] if _trt_major() >= 11 else ["INT8"])
+    assert manifest.section("tensorrt")["flags"] == ([] if _trt_major() >= 11 else ["INT8"])
     x = np.random.default_rng(4).normal(size=(2, 1, 16, 16)).astype(np.float32)
     got = infer_once(engine, x)
     # both run the same INT8 Q/DQ graph; only float summation order differs
@@ -630,7 +631,7 @@ def test_real_engine_with_another_gpu_in_its_manifest_is_refused(tmp_path):
     onnx_path = write_onnx(tmp_path, "fp32")
     engine = tmp_path / "tiny.engine"
     manifest = build_engine(onnx_path, engine, "fp32", batch_sizes=(1, 1, 2))
-    manifest["tensorrt"]["gpu"] = "Some Other GPU"
-    atomic_write_json(manifest_path(engine), manifest)
+    manifest.section("tensorrt")["gpu"] = "Some Other GPU"
+    manifest.write(engine)
     with pytest.raises(UserError, match="engines only run where they were built"):
         TensorRTRunner(engine).activate()

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from edgeld.config import InputSpec, TrainSpec
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
 from edgeld.train.trainer import lr_factor, split_train_val, train
 
 FAST = TrainSpec(epochs=4, batch_size=4, lr=3e-3, warmup_epochs=1, val_count=3, threads=1)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeld.data.transforms import Letterbox, normalize, preprocess, to_unit_float
+from edgeld.core.letterbox import Letterbox, normalize, preprocess, to_unit_float
 
 
 @pytest.mark.parametrize("src,dst", [((2400, 1935), (384, 320)), ((100, 300), (64, 64)),

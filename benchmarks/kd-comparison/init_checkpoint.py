@@ -16,15 +16,14 @@ from edgeld.config import HeatmapSpec, InputSpec
 from edgeld.data.datasets import ISBI2015_LANDMARKS
 from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.runtime.manifest import ModelIO
+from edgeld.core.contract import ModelIO
 from edgeld.train.trainer import ROLE_MODELS
 
 
 def main(role: str, out: str) -> None:
     torch.manual_seed(0)
     model = LandmarkNet(replace(ROLE_MODELS[role], num_landmarks=len(ISBI2015_LANDMARKS)))
-    i, h = InputSpec(), HeatmapSpec()
-    io = ModelIO(i.height, i.width, i.mean, i.std, h.stride, h.sigma, ISBI2015_LANDMARKS)
+    io = ModelIO(InputSpec(), HeatmapSpec(), ISBI2015_LANDMARKS)
     save_checkpoint(out, model, io, {"training": {"role": role, "untrained": True}})
 
 

@@ -3,7 +3,7 @@
 Why: the GPU machine this comparison ran on takes at most 64 MiB of files. At 1/4 (0.4 mm per
 pixel, 484x600 JPEG, quality 90) the ISBI train and test1 images fit, and every model here sees
 384x320 inputs, about 0.625 mm per pixel, so the copy keeps all the detail the networks use.
-Landmarks are mapped with the pixel-centre convention of edgeld.data.transforms; the spacing in
+Landmarks are mapped with the pixel-centre convention of edgeld.core.letterbox; the spacing in
 dataset.json grows to match. The README compares a model's test1 figures on this copy and on the
 original images to show the copy changes nothing that matters.
 

@@ -35,7 +35,7 @@ def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
         "model": model,
         "backend": detector.runner.name,
         "precision": getattr(detector.runner, "precision", None)
-        or detector.manifest.get("artifact", {}).get("precision", "fp32"),
+        or (detector.manifest.artifact.precision if detector.manifest else "fp32"),
         "batch": batch,
         "input_size": [detector.io.input_height, detector.io.input_width],
         # with a refinement stage, model-only time is the first stage; end-to-end covers both

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeld.errors import UserError, missing_extra
-from edgeld.runtime.manifest import atomic_write_bytes, make_parent_folder
+from edgeld.core.errors import UserError, missing_extra
+from edgeld.core.files import atomic_write_bytes, make_parent_folder
 
 
 def load_records(paths: list[str]) -> list[dict[str, Any]]:

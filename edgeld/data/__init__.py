@@ -1,17 +1,14 @@
-"""Reading X-rays and landmark annotations; preprocessing shared by training and the runtime.
+"""Reading X-rays and landmark annotations. The letterbox they go through lives in
+`edgeld.core.letterbox`, shared with the runtime.
 
 Nothing here imports torch (the torch Dataset wrapper lives in `edgeld.data.torch_dataset`).
 """
 from edgeld.data.datasets import LandmarkDataset, Sample, open_dataset
 from edgeld.data.images import load_grayscale
-from edgeld.data.transforms import Letterbox, normalize, preprocess
 
 __all__ = [
     "LandmarkDataset",
-    "Letterbox",
     "Sample",
     "load_grayscale",
-    "normalize",
     "open_dataset",
-    "preprocess",
 ]

@@ -1,6 +1,6 @@
 """Training-time augmentation on letterboxed inputs: random affine plus intensity changes. numpy+Pillow.
 
-Geometry uses the pixel-centre convention of `edgeld.data.transforms`; Pillow's affine transform
+Geometry uses the pixel-centre convention of `edgeld.core.letterbox`; Pillow's affine transform
 works in pixel-corner coordinates, hence the half-pixel shifts below.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
 
 ISBI2015_LANDMARKS = (
     "sella", "nasion", "orbitale", "porion", "subspinale", "supramentale", "pogonion", "menton",

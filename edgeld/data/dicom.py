@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeld.errors import UserError, missing_extra
+from edgeld.core.errors import UserError, missing_extra
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _MAGIC_OFFSET = 128  # a DICOM file: 128-byte preamble, then b"DICM" (PS3.10 7.1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
 
 # Decoding a 200-megapixel file is almost certainly a mistake on an X-ray device; refuse it before
 # allocating. Pillow raises only above twice its limit (and merely warns between), so the header

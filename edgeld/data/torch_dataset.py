@@ -9,12 +9,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from edgeld.codecs import SoftmaxHeatmapCodec
 from edgeld.config import TrainSpec
+from edgeld.core.codec import SoftmaxHeatmapCodec
+from edgeld.core.letterbox import Letterbox, normalize
 from edgeld.data.augment import random_affine, random_intensity, warp_image, warp_points
 from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
-from edgeld.data.transforms import Letterbox, normalize
 
 
 @dataclass

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgeld.data import open_dataset, preprocess
+from edgeld.core.contract import InputSpec, ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import atomic_write_bytes, atomic_write_json, sha256_file
+from edgeld.core.letterbox import REDUCING_GAP, preprocess
+from edgeld.data import open_dataset
 from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
-from edgeld.data.transforms import REDUCING_GAP
-from edgeld.errors import UserError
-from edgeld.runtime.manifest import ModelIO, atomic_write_bytes, atomic_write_json, sha256_file
 
 CALIBRATION_FORMAT = "edgeld-calibration/1"
 METHODS = ("diverse", "random", "first")
@@ -32,9 +33,14 @@ class CalibrationSet:
     tensors: np.ndarray  # (N, 1, H, W) float32, normalized model inputs
 
     def matches(self, io: ModelIO) -> bool:
-        p = self.manifest["preprocess"]
-        return (p["input_height"], p["input_width"], p["mean"], p["std"]) == (
-            io.input_height, io.input_width, io.mean, io.std)
+        """Whether these tensors were preprocessed exactly as `io`'s model takes its input."""
+        return preprocess_spec(self.manifest) == io.input
+
+
+def preprocess_spec(manifest: dict[str, Any]) -> InputSpec:
+    """The input spec a calibration manifest's tensors were made with."""
+    p = manifest["preprocess"]
+    return InputSpec(p["input_height"], p["input_width"], p["mean"], p["std"])
 
 
 def select_images(samples: list[Sample], count: int, method: str, seed: int = 0,
@@ -92,7 +98,7 @@ def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str
     dataset = open_dataset(data_dir)
     samples = dataset.split(split)
     chosen = [samples[i] for i in select_images(samples, count, method, seed, progress)]
-    tensors = _preprocess_all(chosen, io, progress)
+    tensors = _preprocess_all(chosen, io.input, progress)
     out = Path(out_dir)
     manifest = {
         "format": CALIBRATION_FORMAT,
@@ -110,9 +116,9 @@ def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str
     return CalibrationSet(manifest, tensors)
 
 
-def _preprocess_all(samples: list[Sample], io: ModelIO, progress: bool) -> np.ndarray:
-    return np.stack([preprocess(load_grayscale(s.path), io.input_height, io.input_width, io.mean,
-                                io.std)[0]
+def _preprocess_all(samples: list[Sample], spec: InputSpec, progress: bool) -> np.ndarray:
+    return np.stack([preprocess(load_grayscale(s.path), spec.height, spec.width, spec.mean,
+                                spec.std)[0]
                      for s in tqdm(samples, desc="calibration tensors", disable=not progress,
                                    leave=False)]).astype(np.float32)
 
@@ -162,8 +168,6 @@ def regenerate(folder: Path, manifest: dict[str, Any], data_dir: str | Path | No
             raise UserError(f"calibration image {entry['id']} is missing or changed in {root}; "
                             "rebuild the set with `edgeld calibrate`")
         samples.append(sample)
-    p = manifest["preprocess"]
-    io = ModelIO(p["input_height"], p["input_width"], p["mean"], p["std"], 4, 1.5, ())
-    tensors = _preprocess_all(samples, io, progress)
+    tensors = _preprocess_all(samples, preprocess_spec(manifest), progress)
     _write_tensors(folder, tensors, manifest)
     return CalibrationSet(manifest, tensors)

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, load_grayscale, open_dataset
-from edgeld.errors import UserError
 from edgeld.metrics import radial_errors_mm, sdr_percent
-from edgeld.runtime import LandmarkDetector, ModelIO
+from edgeld.runtime import LandmarkDetector
 from edgeld.runtime.runners import OnnxRuntimeRunner
 
 
@@ -62,9 +63,7 @@ class Gate:
 def displacement_px(reference_onnx: str | Path, candidate_onnx: str | Path, io: ModelIO,
                     inputs: np.ndarray) -> float:
     """Mean decoded-landmark displacement (input pixels) between two graphs on the same inputs."""
-    from edgeld.codecs import SoftmaxHeatmapCodec
-
-    codec = SoftmaxHeatmapCodec((io.input_height, io.input_width), io.heatmap_stride, io.heatmap_sigma)
+    codec = io.codec()
     a = codec.decode(OnnxRuntimeRunner(reference_onnx, ["CPUExecutionProvider"]).infer(inputs))[0]
     b = codec.decode(OnnxRuntimeRunner(candidate_onnx, ["CPUExecutionProvider"]).infer(inputs))[0]
     return float(np.linalg.norm(a - b, axis=-1).mean())

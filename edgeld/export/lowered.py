@@ -8,20 +8,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeld import __version__
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
+from edgeld.core.files import make_parent_folder, sha256_file
+from edgeld.core.manifest import ArtifactEntry, Manifest
 from edgeld.export.gate import Gate, displacement_px
 from edgeld.export.precision import (convert_fp16, layer_names, layer_sensitivity,
                                      prepare_for_quantization,
                                      quantize_int8, weight_nodes)
-from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_json,
-                                     make_parent_folder, manifest_path, read_manifest,
-                                     sha256_file)
 
 DEFAULT_MAX_MRE_INCREASE = {"int8": 0.05, "fp16": 0.01}
 SENSITIVITY_INPUTS = 8  # calibration images used to rank layers (decoded-landmark displacement)
 
 
-def resolve_fp32(model_ref: str, workdir: Path) -> tuple[Path, dict[str, Any]]:
+def resolve_fp32(model_ref: str, workdir: Path) -> tuple[Path, Manifest]:
     """An FP32 ONNX for the model: the artifact itself, or a fresh export of a checkpoint."""
     from edgeld.load import model_kind
 
@@ -29,9 +28,9 @@ def resolve_fp32(model_ref: str, workdir: Path) -> tuple[Path, dict[str, Any]]:
         path = Path(model_ref)
         if not path.is_file():
             raise UserError(f"model file not found: {path}")
-        manifest = read_manifest(path)
-        if manifest["artifact"].get("precision") != "fp32":
-            raise UserError(f"{path} is {manifest['artifact'].get('precision')}; lower from the FP32 "
+        manifest = Manifest.read(path)
+        if manifest.artifact.precision != "fp32":
+            raise UserError(f"{path} is {manifest.artifact.precision}; lower from the FP32 "
                             "ONNX or the checkpoint")
         return path, manifest
     if model_kind(model_ref) not in ("builtin", "checkpoint"):
@@ -46,7 +45,7 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
                    target: str = "tensorrt", method: str = "minmax",
                    max_mre_increase: float | None = None, data_dir: str | None = None,
                    split: str | None = None, progress: bool = True,
-                   echo: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+                   echo: Callable[[str], None] = lambda _m: None) -> Manifest:
     """Write an INT8 (Q/DQ) or FP16 ONNX at `out` if it passes the accuracy gate."""
     from edgeld.export.calibration import load_calibration
 
@@ -66,7 +65,7 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".edgeld-export-") as tmp:
         work = Path(tmp)
         fp32_path, fp32_manifest = resolve_fp32(model_ref, work)
-        io = ModelIO.from_dict(fp32_manifest["io"])
+        io = fp32_manifest.io
         calib = None
         if calibration:
             calib = load_calibration(calibration, progress=progress)
@@ -77,7 +76,7 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
         if gate_root is None:
             raise UserError("the accuracy gate needs data: --data DIR (and --split NAME unless the "
                             "model records its validation images)")
-        gate = Gate.load(io, gate_root, split, fp32_manifest.get("source", {}).get("validation", {}))
+        gate = Gate.load(io, gate_root, split, fp32_manifest.source.get("validation", {}))
         reference = gate.evaluate(fp32_path)
         echo(f"FP32 on {gate.split} ({len(gate.images)} images): MRE {reference['mre_mm']:.3f} mm")
 
@@ -119,9 +118,8 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
         manifest = _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib,
                              calibration, target, method, kept, ranking, gate, reference, result,
                              limit, time.perf_counter() - t0)
-        manifest["artifact"]["sha256"] = sha256_file(candidate)
         # manifest first, artifact last: a kill between the two leaves no artifact at `out`
-        atomic_write_json(manifest_path(out), manifest)
+        manifest.write(out)
         shutil.move(str(candidate), str(out))  # same folder: an atomic rename
     return manifest
 
@@ -129,7 +127,7 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
 def _gate_inputs(gate: Gate):
     import numpy as np
 
-    from edgeld.data import preprocess
+    from edgeld.core.letterbox import preprocess
 
     io = gate.io
     return np.stack([preprocess(img, io.input_height, io.input_width, io.mean, io.std)[0]
@@ -137,12 +135,13 @@ def _gate_inputs(gate: Gate):
 
 
 def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, calibration, target,
-              method, kept, ranking, gate, reference, result, limit, seconds) -> dict[str, Any]:
+              method, kept, ranking, gate, reference, result, limit, seconds) -> Manifest:
     import onnx
     import onnxruntime as ort
 
-    artifact = {"file": out.name, "bytes": candidate.stat().st_size, "kind": "onnx",
-                "opset": fp32_manifest["artifact"].get("opset"), "precision": precision}
+    artifact = ArtifactEntry(file=out.name, sha256=sha256_file(candidate),
+                             bytes=candidate.stat().st_size, kind="onnx",
+                             opset=fp32_manifest.artifact.opset, precision=precision)
     layers = layer_names(fp32_path)
     lowering: dict[str, Any] = {"kept_float32": kept,
                                 "kept_float32_layers": [layers.get(n, n) for n in kept]}
@@ -162,17 +161,13 @@ def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, ca
                             "manifest_sha256": sha256_file(Path(calibration) / "manifest.json")}})
     else:
         lowering.update({"format": "float16 graph, float32 inputs and outputs"})
-    return {
-        "format": MANIFEST_FORMAT,
-        "artifact": artifact,
-        "io": io.to_dict(),
-        "source": {**fp32_manifest.get("source", {}), "fp32_onnx_sha256": sha256_file(fp32_path)},
-        "lowering": lowering,
-        "gate": {"split": gate.split, "n_images": len(gate.images),
-                 "fp32_mre_mm": reference["mre_mm"], "mre_mm": result["mre_mm"],
-                 "mre_increase_mm": result["mre_mm"] - reference["mre_mm"],
-                 "max_mre_increase_mm": limit,
-                 "fp32_sdr_2mm": reference["sdr_2mm"], "sdr_2mm": result["sdr_2mm"]},
-        "tools": {"edgeld": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        "export_seconds": round(seconds, 2),
-    }
+    gate_record = {"split": gate.split, "n_images": len(gate.images),
+                   "fp32_mre_mm": reference["mre_mm"], "mre_mm": result["mre_mm"],
+                   "mre_increase_mm": result["mre_mm"] - reference["mre_mm"],
+                   "max_mre_increase_mm": limit,
+                   "fp32_sdr_2mm": reference["sdr_2mm"], "sdr_2mm": result["sdr_2mm"]}
+    return Manifest(
+        artifact=artifact, io=io,
+        source={**fp32_manifest.source, "fp32_onnx_sha256": sha256_file(fp32_path)},
+        tools={"edgeld": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        sections={"lowering": lowering, "gate": gate_record, "export_seconds": round(seconds, 2)})

@@ -11,14 +11,14 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeld import __version__
-from edgeld.errors import UserError
-from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_bytes,
-                                     atomic_write_json, manifest_path, sha256_file)
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import atomic_write_bytes, sha256_file
+from edgeld.core.manifest import ArtifactEntry, Manifest
 
 OPSET = 18
 # ONNX Runtime and torch run different convolution kernels; float32 sums differ by ~1e-5 relative.
@@ -38,7 +38,7 @@ def parity_inputs(io: ModelIO, batch: int = 2, seed: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> dict[str, Any]:
+def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> Manifest:
     """Export a built-in model or checkpoint to ONNX at `out`, with `out`.json as its manifest."""
     import onnx
     import onnxruntime as ort
@@ -63,25 +63,23 @@ def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> dict[str
     data = graph.SerializeToString()
 
     parity = check_parity(model, data, io)
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "artifact": {"file": out.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                     "kind": "onnx", "opset": opset, "precision": "fp32"},
-        "io": io.to_dict(),
-        "source": {"model": model_ref, "checkpoint_sha256": sha256_file(source),
-                   "params": meta.get("params"), "macs": meta.get("macs"),
-                   # the images held out for model selection: where later accuracy gates look
-                   "validation": {"dataset": training.get("dataset"),
-                                  "split": "train", "images": training.get("val_images", [])}},
-        "parity": parity,
-        "tools": {"edgeld": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                  "onnxruntime": ort.__version__, "onnxsim": _onnxsim_version(),
-                  "python": platform.python_version()},
-        "export_seconds": round(time.perf_counter() - t0, 2),
-    }
+    manifest = Manifest(
+        artifact=ArtifactEntry(file=out.name, sha256=hashlib.sha256(data).hexdigest(),
+                               bytes=len(data), kind="onnx", opset=opset, precision="fp32"),
+        io=io,
+        source={"model": model_ref, "checkpoint_sha256": sha256_file(source),
+                "params": meta.get("params"), "macs": meta.get("macs"),
+                # the images held out for model selection: where later accuracy gates look
+                "validation": {"dataset": training.get("dataset"),
+                               "split": "train", "images": training.get("val_images", [])}},
+        tools={"edgeld": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+               "onnxruntime": ort.__version__, "onnxsim": _onnxsim_version(),
+               "python": platform.python_version()},
+        sections={"parity": parity, "export_seconds": round(time.perf_counter() - t0, 2)},
+    )
     # manifest first, artifact last: a kill between the two leaves no artifact at `out`, never an
     # artifact without the manifest that vouches for it
-    atomic_write_json(manifest_path(out), manifest)
+    manifest.write(out)
     atomic_write_bytes(out, data)
     return manifest
 
@@ -140,14 +138,12 @@ def check_parity(model, onnx_bytes: bytes, io: ModelIO) -> dict[str, float]:
     import onnxruntime as ort
     import torch
 
-    from edgeld.codecs import SoftmaxHeatmapCodec
-
     x = parity_inputs(io)
     with torch.inference_mode():
         expected = model.eval()(torch.from_numpy(x)).numpy()
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     got = session.run(None, {io.input_name: x})[0]
-    codec = SoftmaxHeatmapCodec((io.input_height, io.input_width), io.heatmap_stride, io.heatmap_sigma)
+    codec = io.codec()
     logit_diff = float(np.abs(expected - got).max())
     point_diff = float(np.abs(codec.decode(expected)[0] - codec.decode(got)[0]).max())
     result = {"max_abs_logit_diff": logit_diff, "max_point_diff_px": point_diff,

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgeld.errors import UserError
+from edgeld.core.errors import UserError
 
 INT8_TARGETS = ("tensorrt", "cpu")
 WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

@@ -23,9 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeld import __version__
-from edgeld.errors import UserError
-from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_bytes,
-                                     atomic_write_json, manifest_path, read_manifest, sha256_file)
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import atomic_write_bytes, sha256_file
+from edgeld.core.manifest import ArtifactEntry, Manifest
 from edgeld.runtime.tensorrt_runner import (DeviceFacts, compute_capability_str, cuda_ops,
                                             engine_compatibility, import_tensorrt, tensor_nbytes)
 
@@ -275,31 +276,27 @@ def _tensor_precision(tensor: dict[str, Any]) -> str | None:
 
 
 def engine_manifest(*, engine_file: str, engine_sha256: str, engine_bytes: int, onnx_name: str,
-                    onnx_manifest: dict[str, Any], plan: BuildPlan, device: DeviceFacts,
+                    onnx_manifest: Manifest, plan: BuildPlan, device: DeviceFacts,
                     profile: dict[str, Any], timing_cache: str | None, workspace_mb: int,
                     layers: list[dict[str, Any]] | None, calibration: dict[str, Any] | None,
-                    build_seconds: float, tools: dict[str, Any]) -> dict[str, Any]:
+                    build_seconds: float, tools: dict[str, Any]) -> Manifest:
     """The engine's manifest (`<engine>.json`): what it is, what it was built from, and where it runs."""
-    onnx_artifact = onnx_manifest.get("artifact", {})
-    return {
-        "format": MANIFEST_FORMAT,
-        "artifact": {"file": engine_file, "sha256": engine_sha256, "bytes": engine_bytes,
-                     "kind": "engine", "precision": plan.precision},
-        "io": onnx_manifest["io"],
-        "source": {"onnx": onnx_name, "onnx_sha256": onnx_artifact.get("sha256"),
-                   "onnx_precision": onnx_artifact.get("precision"),
-                   "model": onnx_manifest.get("source", {}).get("model")},
-        "tensorrt": {"version": device.tensorrt, "cuda": device.cuda_runtime,
-                     "cuda_driver": device.cuda_driver, "gpu": device.gpu,
-                     "compute_capability": compute_capability_str(device.compute_capability),
-                     "strongly_typed": plan.strongly_typed, "flags": list(plan.set_flags),
-                     "flags_cleared": list(plan.clear_flags), "profile": profile,
-                     "timing_cache": timing_cache, "workspace_mb": workspace_mb,
-                     "int8_calibration": calibration, "notes": list(plan.notes)},
-        "layers": layers,
-        "tools": tools,
-        "build_seconds": round(build_seconds, 2),
-    }
+    onnx_artifact = onnx_manifest.artifact
+    tensorrt = {"version": device.tensorrt, "cuda": device.cuda_runtime,
+                "cuda_driver": device.cuda_driver, "gpu": device.gpu,
+                "compute_capability": compute_capability_str(device.compute_capability),
+                "strongly_typed": plan.strongly_typed, "flags": list(plan.set_flags),
+                "flags_cleared": list(plan.clear_flags), "profile": profile,
+                "timing_cache": timing_cache, "workspace_mb": workspace_mb,
+                "int8_calibration": calibration, "notes": list(plan.notes)}
+    return Manifest(
+        artifact=ArtifactEntry(file=engine_file, sha256=engine_sha256, bytes=engine_bytes,
+                               kind="engine", precision=plan.precision),
+        io=onnx_manifest.io,
+        source={"onnx": onnx_name, "onnx_sha256": onnx_artifact.sha256,
+                "onnx_precision": onnx_artifact.precision, "model": onnx_manifest.source.get("model")},
+        tools=tools,
+        sections={"tensorrt": tensorrt, "layers": layers, "build_seconds": round(build_seconds, 2)})
 
 
 # ---------------------------------------------------------------- the build (needs TensorRT and a GPU)
@@ -308,7 +305,7 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str = "
                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
                  timing_cache: str | Path | None = None,
                  legacy_int8_calibration: str | Path | None = None,
-                 workspace_mb: int = DEFAULT_WORKSPACE_MB) -> dict[str, Any]:
+                 workspace_mb: int = DEFAULT_WORKSPACE_MB) -> Manifest:
     """Build `out_path` (.engine) from an ONNX with an edgeld manifest; write `<out_path>.json`.
 
     Run it on the device that will run the engine. `timing_cache` is read if it exists and
@@ -330,10 +327,10 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str = "
     if legacy_int8_calibration is not None and not legacy_int8_calibration.is_dir():
         raise UserError(f"calibration set not found: {legacy_int8_calibration}")
     batch = check_batch_sizes(batch_sizes)
-    onnx_manifest = read_manifest(onnx_path)
-    if onnx_manifest["artifact"].get("kind", "onnx") != "onnx":
+    onnx_manifest = Manifest.read(onnx_path)
+    if onnx_manifest.artifact.kind != "onnx":
         raise UserError(f"{onnx_path} is not an ONNX artifact; build engines from an exported .onnx")
-    io = ModelIO.from_dict(onnx_manifest["io"])
+    io = onnx_manifest.io
 
     import onnx
 
@@ -380,7 +377,7 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str = "
     if plan.legacy_calibrator:
         calibrator, calibration = _attach_legacy_calibrator(
             trt, cuda, builder, config, legacy_int8_calibration, io, batch,
-            onnx_manifest["artifact"]["sha256"], device, out_path)
+            onnx_manifest.artifact.sha256, device, out_path)
     try:
         serialized = builder.build_serialized_network(network, config)
     finally:
@@ -403,7 +400,7 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str = "
         workspace_mb=int(workspace_mb), layers=layers, calibration=calibration,
         build_seconds=seconds, tools=_tools(trt, onnx))
     # manifest first, engine last: a kill between the two leaves no engine at `out_path`
-    atomic_write_json(manifest_path(out_path), manifest)
+    manifest.write(out_path)
     atomic_write_bytes(out_path, plan_bytes)
     return manifest
 

@@ -12,9 +12,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from edgeld.config import ModelSpec, from_dict, to_dict
-from edgeld.errors import UserError
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import make_parent_folder
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.runtime.manifest import ModelIO, make_parent_folder
 
 CHECKPOINT_FORMAT = "edgeld-checkpoint/1"
 
@@ -68,13 +69,17 @@ def load_checkpoint(path: str | Path) -> tuple[LandmarkNet, ModelIO, dict[str, A
         raise UserError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not an edgeld checkpoint (no '{CHECKPOINT_FORMAT}' metadata)")
+    try:
+        io = ModelIO.from_dict(meta.get("io"))
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}; retrain or re-save it with this edgeld") from exc
     model = LandmarkNet(from_dict(ModelSpec, meta["model"]))
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in tensors.items()})
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the described architecture") from exc
-    return model.eval(), ModelIO.from_dict(meta["io"]), meta
+    return model.eval(), io, meta
 
 
 def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:

@@ -1,8 +1,8 @@
 """Torch-free inference: artifacts + manifests -> landmarks in pixels and mm.
 
-Never imports torch (a test blocks it); ONNX Runtime and TensorRT are the backends.
+Imports only edgeld.core and never torch (import-linter contracts and a test that blocks torch);
+ONNX Runtime and TensorRT are the backends.
 """
 from edgeld.runtime.detector import Detection, LandmarkDetector
-from edgeld.runtime.manifest import ModelIO
 
-__all__ = ["Detection", "LandmarkDetector", "ModelIO"]
+__all__ = ["Detection", "LandmarkDetector"]

@@ -7,10 +7,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgeld.codecs import SoftmaxHeatmapCodec
-from edgeld.data.transforms import Letterbox, preprocess
-from edgeld.errors import UserError
-from edgeld.runtime.manifest import ModelIO, read_manifest
+from edgeld.core.codec import SoftmaxHeatmapCodec
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.letterbox import Letterbox, preprocess
+from edgeld.core.manifest import Manifest
 from edgeld.runtime.orientation import (Orientation, OrientationCheck, OrientationReference,
                                         thumbnail)
 from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
@@ -85,8 +86,8 @@ class LandmarkDetector:
             artifact = Path(artifact)
             if not artifact.is_file():
                 raise UserError(f"model file not found: {artifact}")
-            manifest = read_manifest(artifact)
-            io = ModelIO.from_dict(manifest["io"])
+            manifest = Manifest.read(artifact)
+            io = manifest.io
             if artifact.suffix == ".onnx":
                 runner = OnnxRuntimeRunner(artifact, providers=providers, threads=threads, io=io)
             elif artifact.suffix == ".engine":
@@ -95,19 +96,18 @@ class LandmarkDetector:
                 runner = TensorRTRunner(artifact)
             else:
                 raise UserError(f"unsupported artifact type '{artifact.suffix}' (expected .onnx or .engine)")
-            self.manifest = manifest
+            self.manifest: Manifest | None = manifest
         elif runner is None or io is None:
             raise ValueError("give an artifact path, or both a runner and its ModelIO")
         else:
-            self.manifest = {}
+            self.manifest = None
         if refiner is not None and (not refiner.io.patch_size or
                                     tuple(refiner.io.landmarks) != tuple(io.landmarks)):
             raise UserError("the refiner must be a refinement-stage model for the same landmarks")
         self.io = io
         self.runner = runner
         self.refiner = refiner
-        self.codec = SoftmaxHeatmapCodec((io.input_height, io.input_width), io.heatmap_stride,
-                                         io.heatmap_sigma)
+        self.codec = io.codec()
         # films facing the other way or turned are put upright first (models that carry a
         # reference; `correct_orientation=False` measures every film as given)
         self.orientation = (OrientationReference.from_dict(io.orientation)

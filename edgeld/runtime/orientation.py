@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edgeld.data.transforms import Letterbox, preprocess
+from edgeld.core.letterbox import Letterbox, preprocess
 
 THUMBNAIL_SIZE = 48
 # Reorient only when another orientation beats "as given" by this much normalised correlation:

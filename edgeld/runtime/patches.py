@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from edgeld.data.transforms import normalize, to_unit_float
+from edgeld.core.letterbox import normalize, to_unit_float
 
 
 @dataclass(frozen=True)

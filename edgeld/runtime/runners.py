@@ -9,8 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from edgeld.errors import UserError
-from edgeld.runtime.manifest import ModelIO
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
 
 
 class Runner(Protocol):

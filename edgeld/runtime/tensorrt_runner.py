@@ -17,8 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgeld.errors import UserError, missing_extra
-from edgeld.runtime.manifest import ModelIO, read_manifest
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError, missing_extra
+from edgeld.core.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,14 @@ def compute_capability_str(cc: str | Sequence[int]) -> str:
     return f"{major}.{minor}"
 
 
-def rebuild_hint(manifest: dict[str, Any]) -> str:
+def rebuild_hint(manifest: Manifest) -> str:
     """The command that rebuilds this engine from its ONNX on the machine at hand."""
-    onnx = manifest.get("source", {}).get("onnx") or "MODEL.onnx"
-    engine = manifest.get("artifact", {}).get("file") or "MODEL.engine"
+    onnx = manifest.source.get("onnx") or "MODEL.onnx"
+    engine = manifest.artifact.file or "MODEL.engine"
     return f"rebuild it on this machine: edgeld export {onnx} --to engine --out {engine}"
 
 
-def engine_compatibility(manifest: dict[str, Any], trt_version: str, gpu_name: str,
+def engine_compatibility(manifest: Manifest, trt_version: str, gpu_name: str,
                          compute_capability: str | Sequence[int]) -> None:
     """Refuse an engine built with another TensorRT version or on another GPU (UserError).
 
@@ -78,10 +79,9 @@ def engine_compatibility(manifest: dict[str, Any], trt_version: str, gpu_name: s
     load the plan, but with tactics timed on another chip, so it is refused too: engines are
     device artifacts and rebuilding takes minutes.
     """
-    artifact = manifest.get("artifact", {})
-    built = manifest.get("tensorrt")
-    name = artifact.get("file", "this engine")
-    if artifact.get("kind") != "engine" or not isinstance(built, dict):
+    built = manifest.sections.get("tensorrt")
+    name = manifest.artifact.file
+    if manifest.artifact.kind != "engine" or not isinstance(built, dict):
         raise UserError(f"{name}'s manifest does not describe a TensorRT engine; {rebuild_hint(manifest)}")
     here_cc = compute_capability_str(compute_capability)
     problems = []
@@ -300,7 +300,7 @@ class TensorRTRunner:
 
     def __init__(self, engine_path: str | Path):
         self.path = Path(engine_path)
-        self.manifest: dict[str, Any] | None = None
+        self.manifest: Manifest | None = None
         self.io: ModelIO | None = None
         self.profile: Profile | None = None
         self._trt = self._cuda = self._runtime = self._engine = self._context = self._stream = None
@@ -312,12 +312,12 @@ class TensorRTRunner:
             return
         if not self.path.is_file():
             raise UserError(f"engine file not found: {self.path}")
-        manifest = read_manifest(self.path)
+        manifest = Manifest.read(self.path)
         trt = import_tensorrt()
         cuda = cuda_ops()
         facts = cuda.device_facts(trt.__version__)
         engine_compatibility(manifest, trt.__version__, facts.gpu, facts.compute_capability)
-        io = ModelIO.from_dict(manifest["io"])
+        io = manifest.io
 
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())

@@ -19,17 +19,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from edgeld import __version__
-from edgeld.codecs import SoftmaxHeatmapCodec
 from edgeld.config import ModelSpec, TrainSpec, to_dict
+from edgeld.core.codec import SoftmaxHeatmapCodec
+from edgeld.core.contract import HeatmapSpec, InputSpec, ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import atomic_write_json, check_output_folder
 from edgeld.data import open_dataset
 from edgeld.data.augment import random_intensity
 from edgeld.data.images import load_grayscale
-from edgeld.errors import UserError
 from edgeld.metrics import radial_errors_mm, sdr_percent
 from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.runtime import LandmarkDetector, ModelIO
-from edgeld.runtime.manifest import atomic_write_json, check_output_folder
+from edgeld.runtime import LandmarkDetector
 from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
 from edgeld.train.tasks import heatmap_loss
 from edgeld.train.trainer import lr_factor, split_train_val
@@ -115,9 +116,9 @@ def train_refiner(data_dir: str, out_dir: str, stage1: str, spec: TrainSpec = RE
                                                     disable=not progress, leave=False)]
     reduced = [reduce_image(img, patch.factor) for img in images]
     truth = [patch.source_to_reduced(s.reference(dataset.default_reference)) for s in samples]
-    codec = SoftmaxHeatmapCodec((patch.size, patch.size), 4, 1.5)
-    io = ModelIO(patch.size, patch.size, mean, std, 4, 1.5, dataset.landmark_names,
+    io = ModelIO(InputSpec(patch.size, patch.size, mean, std), HeatmapSpec(), dataset.landmark_names,
                  patch_size=patch.size, patch_factor=patch.factor)
+    codec = io.codec()
 
     val_images = [images[i] for i in val_idx]
     val_refs = np.stack([samples[i].reference(dataset.default_reference) for i in val_idx])

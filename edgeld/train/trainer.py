@@ -22,17 +22,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from edgeld import __version__
-from edgeld.codecs import SoftmaxHeatmapCodec
 from edgeld.config import HeatmapSpec, InputSpec, ModelSpec, TrainSpec, to_dict
+from edgeld.core.codec import SoftmaxHeatmapCodec
+from edgeld.core.contract import ModelIO
+from edgeld.core.errors import UserError
+from edgeld.core.files import atomic_write_bytes, atomic_write_json, check_output_folder
 from edgeld.data import open_dataset
 from edgeld.data.torch_dataset import CachedSample, HeatmapDataset, cache_samples
-from edgeld.errors import UserError
 from edgeld.metrics import radial_errors_mm, sdr_percent
 from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime.detector import decode_to_source
-from edgeld.runtime.manifest import (ModelIO, atomic_write_bytes, atomic_write_json,
-                                     check_output_folder)
 from edgeld.train.distributed import Distributed
 from edgeld.train.tasks import HeatmapTask, MultiTaskTask
 
@@ -107,7 +107,7 @@ def load_teacher(ref: str, io: ModelIO) -> tuple[LandmarkNet, str]:
     if teacher_io.heatmap_stride != io.heatmap_stride:
         raise UserError(f"teacher {ref} has heatmap stride {teacher_io.heatmap_stride}, the student "
                         f"{io.heatmap_stride}")
-    from edgeld.runtime.manifest import sha256_file
+    from edgeld.core.files import sha256_file
 
     return teacher, sha256_file(path)
 
@@ -161,7 +161,8 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     progress = progress and ddp.is_main
 
     h, w = input_spec.height, input_spec.width
-    codec = SoftmaxHeatmapCodec((h, w), heatmap_spec.stride, heatmap_spec.sigma)
+    io = ModelIO(input_spec, heatmap_spec, dataset.landmark_names)
+    codec = io.codec()
     cached = cache_samples(samples, h, w, reference, progress)
     fit = [cached[i] for i in fit_idx]
     val = [cached[i] for i in val_idx]
@@ -178,8 +179,6 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
 
     model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
     model = LandmarkNet(model_spec)
-    io = ModelIO(h, w, input_spec.mean, input_spec.std, heatmap_spec.stride, heatmap_spec.sigma,
-                 dataset.landmark_names)
     teacher_sha = None
     if kd != "none":
         from edgeld.distill.task import DistillationTask

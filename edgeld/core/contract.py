@@ -1,0 +1,122 @@
+"""The model contract: what a network takes in, what it emits, and how to read its output.
+
+One `ModelIO` travels with a model from training (checkpoint metadata) through export (the ONNX
+graph's metadata and its manifest) to the runtime, always serialized by `to_dict` / `from_dict`.
+Standard library only at import time, so `edgeld.config` can take the specs from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeld.core.codec import SoftmaxHeatmapCodec
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an X-ray becomes the model's input tensor; recorded in every checkpoint and manifest."""
+
+    # 384x320 keeps the 1935x2400 ISBI aspect (1.24) with little padding, at 6.25 source px per input px
+    height: int = 384
+    width: int = 320
+    # fixed intensity normalization of [0, 1] grayscale; X-ray exposure varies, so no per-image stats
+    mean: float = 0.5
+    std: float = 0.25
+
+
+@dataclass(frozen=True)
+class HeatmapSpec:
+    """Heatmap codec: one spatial softmax per landmark at 1/stride of the input."""
+
+    stride: int = 4
+    # Gaussian target width in heatmap cells; ~1.5 cells keeps the peak sharp yet learnable
+    sigma: float = 1.5
+
+
+# the serialized contract is flat, as checkpoints and manifests have always stored it ("io"):
+# key -> (part of the contract, field of that part)
+_FLAT_KEYS = {"input_height": ("input", "height"), "input_width": ("input", "width"),
+              "mean": ("input", "mean"), "std": ("input", "std"),
+              "heatmap_stride": ("heatmap", "stride"), "heatmap_sigma": ("heatmap", "sigma")}
+REQUIRED_KEYS = (*_FLAT_KEYS, "landmarks")
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """The contract between preprocessing, a network and decoding: an input spec, a heatmap spec,
+    the landmark channels, the graph's tensor names, and optional entries older models lack."""
+
+    input: InputSpec
+    heatmap: HeatmapSpec
+    landmarks: tuple[str, ...]
+    input_name: str = "image"
+    output_name: str = "heatmaps"
+    # refinement stage of a cascade: patches of patch_size pixels from the source reduced by
+    # patch_factor; 0 for a whole-image model
+    patch_size: int = 0
+    patch_factor: int = 0
+    # an upright-film thumbnail reference the runtime uses to spot mirrored or rotated films;
+    # None for models made before it existed. Carried as-is from checkpoint to manifest to runtime.
+    orientation: dict[str, Any] | None = None
+
+    def codec(self) -> "SoftmaxHeatmapCodec":
+        """The heatmap codec that encodes this model's targets and decodes its output."""
+        from edgeld.core.codec import SoftmaxHeatmapCodec  # numpy: loaded on use, see module doc
+
+        return SoftmaxHeatmapCodec((self.input.height, self.input.width), self.heatmap.stride,
+                                   self.heatmap.sigma)
+
+    # shorthands for the fields call sites read most
+    @property
+    def input_height(self) -> int:
+        return self.input.height
+
+    @property
+    def input_width(self) -> int:
+        return self.input.width
+
+    @property
+    def mean(self) -> float:
+        return self.input.mean
+
+    @property
+    def std(self) -> float:
+        return self.input.std
+
+    @property
+    def heatmap_stride(self) -> int:
+        return self.heatmap.stride
+
+    @property
+    def heatmap_sigma(self) -> float:
+        return self.heatmap.sigma
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat JSON form stored in checkpoints ("io"), ONNX metadata and manifests."""
+        flat: dict[str, Any] = {key: getattr(getattr(self, part), name)
+                                for key, (part, name) in _FLAT_KEYS.items()}
+        flat["landmarks"] = list(self.landmarks)
+        for f in fields(self):
+            if f.name not in ("input", "heatmap", "landmarks"):
+                flat[f.name] = getattr(self, f.name)
+        return flat
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelIO":
+        """Parse the flat form; a ValueError naming what is missing or malformed. Entries added
+        later (orientation) default to None when an older artifact lacks them."""
+        if not isinstance(data, dict):
+            raise ValueError("the model contract is not a JSON object")
+        missing = [k for k in REQUIRED_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"the model contract lacks {', '.join(missing)}")
+        parts: dict[str, dict[str, Any]] = {"input": {}, "heatmap": {}}
+        for key, (part, name) in _FLAT_KEYS.items():
+            parts[part][name] = data[key]
+        optional = {f.name: data[f.name] for f in fields(cls)
+                    if f.name not in ("input", "heatmap", "landmarks") and f.name in data}
+        if optional.get("orientation") is not None and not isinstance(optional["orientation"], dict):
+            raise ValueError("the model contract's orientation is not a JSON object")
+        return cls(InputSpec(**parts["input"]), HeatmapSpec(**parts["heatmap"]),
+                   tuple(data["landmarks"]), **optional)
