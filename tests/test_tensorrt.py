@@ -23,6 +23,7 @@ from edgeld.export.tensorrt import (build_engine, calibration_cache_key, check_b
 from edgeld.runtime import tensorrt_runner as trt_runner
 from edgeld.runtime.manifest import (MANIFEST_FORMAT, ModelIO, atomic_write_bytes,
                                      atomic_write_json, manifest_path, read_manifest, sha256_file)
+from edgeld.runtime.runners import InactiveRunnerError
 from edgeld.runtime.tensorrt_runner import (DeviceFacts, Profile, TensorRTRunner, batch_plan,
                                             check_input_shape, compute_capability_str, cuda_check,
                                             cuda_error, engine_compatibility, tensor_nbytes)
@@ -86,11 +87,8 @@ def write_onnx(folder, kind: str = "fp32", batch: str | int = "N"):
 
 def infer_once(engine, x: np.ndarray) -> np.ndarray:
     """One inference on a real engine, releasing its CUDA context and buffers afterwards."""
-    runner = TensorRTRunner(engine)
-    try:
+    with TensorRTRunner(engine) as runner:
         return runner.infer(x)
-    finally:
-        runner.deactivate()
 
 
 def reference_logits(onnx_path, x: np.ndarray) -> np.ndarray:
@@ -539,15 +537,27 @@ def test_runner_chunks_pads_and_frees_on_fake_hardware(tmp_path, fake_hardware):
     engine, _ = fake_manifest(tmp_path, DeviceFacts("10.3.0.30", "Fake GPU", "8.7"))
     x = np.random.default_rng(1).normal(size=(9, 1, 16, 16)).astype(np.float64)
     runner = TensorRTRunner(engine)
-    assert runner.name == "tensorrt"
-    got = runner.infer(x)  # activates on first use
-    assert got.dtype == np.float32 and got.shape == (9, 3, 4, 4)
-    np.testing.assert_allclose(got, fake_heatmaps(x.astype(np.float32)), rtol=1e-6)
-    assert trt.executed == [4, 4, 2]  # max-batch chunks, the last padded up to the minimum
-    with pytest.raises(UserError, match="shape \\(N, 1, 16, 16\\)"):
-        runner.infer(np.zeros((2, 1, 8, 8), np.float32))
-    runner.deactivate()
+    assert runner.name == "tensorrt" and not runner.is_active
+    with pytest.raises(InactiveRunnerError, match="not active: call activate\\(\\)"):
+        runner.infer(x)  # never loads behind the caller's back
     assert device.memory == {} and device.streams == 0
+    with runner:
+        assert runner.is_active and device.streams == 1
+        got = runner.infer(x)
+        assert got.dtype == np.float32 and got.shape == (9, 3, 4, 4)
+        np.testing.assert_allclose(got, fake_heatmaps(x.astype(np.float32)), rtol=1e-6)
+        assert trt.executed == [4, 4, 2]  # max-batch chunks, the last padded up to the minimum
+        with pytest.raises(UserError, match="shape \\(N, 1, 16, 16\\)"):
+            runner.infer(np.zeros((2, 1, 8, 8), np.float32))
+    assert not runner.is_active and device.memory == {} and device.streams == 0
+    with pytest.raises(InactiveRunnerError):
+        runner.infer(x)
+    runner.deactivate()  # idempotent
+    runner.activate()
+    runner.activate()  # idempotent: one set of buffers
+    assert len(device.memory) == 2 and device.streams == 1
+    runner.deactivate()
+    assert device.memory == {}
 
 
 def test_runner_refuses_an_engine_built_elsewhere(tmp_path, fake_hardware):
