@@ -15,6 +15,7 @@ from edgeld.core.errors import UserError
 from edgeld.load import open_detector
 from edgeld.models.checkpoint import load_checkpoint
 from edgeld.models.runner import TORCH_BACKENDS, TorchRunner
+from edgeld.runtime.runners import InactiveRunnerError
 from edgeld.train.trainer import resolve_device
 from tests.test_cli import run
 
@@ -49,8 +50,24 @@ def test_torch_cpu_runner_matches_plain_forward(tiny_checkpoint):
     x = np.random.default_rng(0).normal(size=(2, 1, io.input_height, io.input_width)).astype(np.float32)
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy(x)).numpy()
-    got = TorchRunner.for_backend(model, "torch-cpu").infer(x)
+    with TorchRunner.for_backend(model, "torch-cpu") as runner:
+        got = runner.infer(x)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_runner_lifecycle(tiny_checkpoint):
+    model, io, _ = load_checkpoint(tiny_checkpoint)
+    x = np.zeros((1, 1, io.input_height, io.input_width), np.float32)
+    runner = TorchRunner(model.train())
+    assert not runner.is_active and runner.model.training  # construction changes nothing
+    with pytest.raises(InactiveRunnerError, match="torch-cpu runner is not active"):
+        runner.infer(x)
+    with runner:
+        assert runner.is_active and not runner.model.training  # eval mode once active
+        assert runner.infer(x).shape[0] == 1
+    assert not runner.is_active
+    with pytest.raises(InactiveRunnerError):
+        runner.infer(x)
 
 
 @needs_cuda
@@ -58,11 +75,16 @@ def test_torch_cpu_runner_matches_plain_forward(tiny_checkpoint):
 def test_cuda_backends_agree_with_cpu(tiny_checkpoint, backend):
     model, io, _ = load_checkpoint(tiny_checkpoint)
     x = np.random.default_rng(0).normal(size=(1, 1, io.input_height, io.input_width)).astype(np.float32)
-    cpu = TorchRunner.for_backend(load_checkpoint(tiny_checkpoint)[0], "torch-cpu").infer(x)
+    with TorchRunner.for_backend(load_checkpoint(tiny_checkpoint)[0], "torch-cpu") as cpu_runner:
+        cpu = cpu_runner.infer(x)
     runner = TorchRunner.for_backend(model, backend)
+    runner.activate()
     tol = 1e-2 if "fp16" in backend else 1e-3
     np.testing.assert_allclose(runner.infer(x), cpu, rtol=tol, atol=tol)
     times = runner.cuda_event_times(x)
+    runner.deactivate()
+    with pytest.raises(InactiveRunnerError):
+        runner.cuda_event_times(x)
     assert set(times) == {"h2d", "compute", "d2h"} and min(times.values()) >= 0
 
 

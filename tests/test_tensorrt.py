@@ -20,10 +20,14 @@ from edgeld.core.contract import HeatmapSpec, InputSpec, ModelIO
 from edgeld.core.errors import UserError
 from edgeld.core.files import atomic_write_bytes, sha256_file
 from edgeld.core.manifest import ArtifactEntry, Manifest
-from edgeld.export.tensorrt import (build_engine, calibration_cache_key, check_batch_sizes,
-                                    check_network_input, engine_manifest, inspect_onnx_precision,
-                                    layer_precisions, parse_trt_version, plan_build, profile_shapes)
+from edgeld.export import tensorrt as trt_export
+from edgeld.export.tensorrt import (build_engine, builder_config, calibration_cache_key,
+                                    check_batch_sizes, check_build_request, check_network_input,
+                                    engine_bytes, engine_manifest, inspect_onnx_precision,
+                                    layer_precisions, network_from_onnx, parse_trt_version,
+                                    plan_build, profile_shapes, read_onnx_artifact)
 from edgeld.runtime import tensorrt_runner as trt_runner
+from edgeld.runtime.runners import InactiveRunnerError
 from edgeld.runtime.tensorrt_runner import (DeviceFacts, Profile, TensorRTRunner, batch_plan,
                                             check_input_shape, compute_capability_str, cuda_check,
                                             cuda_error, engine_compatibility, tensor_nbytes)
@@ -85,11 +89,8 @@ def write_onnx(folder, kind: str = "fp32", batch: str | int = "N"):
 
 def infer_once(engine, x: np.ndarray) -> np.ndarray:
     """One inference on a real engine, releasing its CUDA context and buffers afterwards."""
-    runner = TensorRTRunner(engine)
-    try:
+    with TensorRTRunner(engine) as runner:
         return runner.infer(x)
-    finally:
-        runner.deactivate()
 
 
 def reference_logits(onnx_path, x: np.ndarray) -> np.ndarray:
@@ -457,11 +458,41 @@ class FakeTensorRT:
     class TensorIOMode:
         INPUT, OUTPUT = "input", "output"
 
+    # the builder's side (see FakeBuilder): enum members stand in as their names
+    class BuilderFlag:
+        FP16, INT8, TF32 = "FP16", "INT8", "TF32"
+
+    class MemoryPoolType:
+        WORKSPACE = "WORKSPACE"
+
+    class ProfilingVerbosity:
+        DETAILED = "DETAILED"
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 1  # a bit position, as TensorRT's enum values are
+
+    class LayerInformationFormat:
+        JSON = "JSON"
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self):
+            pass
+
     def __init__(self, device: FakeDevice, profile: Profile):
         self.device, self.profile, self.executed = device, profile, []
+        self.builders: list[FakeBuilder] = []
+        self.parse_errors: list[str] = []  # set to make parse_from_file fail with these
+        self.build_fails = False  # build_serialized_network returns None, as TensorRT does
 
     def Runtime(self, logger):
         return types.SimpleNamespace(deserialize_cuda_engine=lambda data: FakeEngine(self))
+
+    def Builder(self, logger):
+        self.builders.append(FakeBuilder(self))
+        return self.builders[-1]
+
+    def OnnxParser(self, network, logger):
+        return FakeParser(self, network)
 
     @staticmethod
     def nptype(dtype):
@@ -492,6 +523,9 @@ class FakeEngine:
     def create_execution_context(self):
         return FakeContext(self.trt)
 
+    def create_engine_inspector(self):
+        return FakeInspector()
+
 
 class FakeContext:
     """Stands in for an execution context on absent hardware (see FakeTensorRT)."""
@@ -521,6 +555,135 @@ class FakeContext:
         return True
 
 
+class FakeInspector:
+    """Stands in for IEngineInspector on absent hardware: TensorRT 10's JSON schema, whose
+    tensor types resolve only once an execution context with the input shape is attached."""
+
+    def __init__(self):
+        self.context = None
+
+    def get_engine_information(self, fmt):
+        assert fmt == FakeTensorRT.LayerInformationFormat.JSON
+        kind = "Row major linear FP32 format" if self.context is not None else "N/A due to dynamic shapes"
+        return json.dumps({"Layers": [{"Name": "conv", "LayerType": "CaskConvolution",
+                                       "Outputs": [{"Name": "heatmaps", "Format/Datatype": kind}]}]})
+
+
+FAKE_CACHE = b"fake timing cache for Fake GPU"
+FAKE_ENGINE = b"fake serialized engine"
+
+
+class FakeBuilder:
+    """Stands in for trt.Builder on absent hardware (no TensorRT or GPU here): records what the
+    build steps ask for; `build_serialized_network` runs a legacy calibrator the way TensorRT
+    documents (cache first, else batches until None, then write the cache) and returns bytes."""
+
+    def __init__(self, trt: FakeTensorRT):
+        self.trt, self.network_flags, self.calibrated = trt, None, []
+
+    def create_network(self, flags):
+        self.network_flags = flags
+        return FakeNetwork()
+
+    def create_builder_config(self):
+        self.config = FakeConfig()
+        return self.config
+
+    def create_optimization_profile(self):
+        return FakeOptimizationProfile()
+
+    def build_serialized_network(self, network, config):
+        calibrator = config.int8_calibrator
+        if calibrator is not None and calibrator.read_calibration_cache() is None:
+            while (pointers := calibrator.get_batch(["image"])) is not None:
+                self.calibrated.append(self.trt.device.memory[pointers[0]].copy())
+            calibrator.write_calibration_cache(b"fake calibration table")
+        return None if self.trt.build_fails else FAKE_ENGINE
+
+
+class FakeNetwork:
+    """Stands in for INetworkDefinition on absent hardware: only its inputs."""
+
+    def __init__(self):
+        self.inputs = []
+
+    @property
+    def num_inputs(self):
+        return len(self.inputs)
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+
+class FakeParser:
+    """Stands in for trt.OnnxParser on absent hardware: reads the ONNX's one input with onnx."""
+
+    def __init__(self, trt: FakeTensorRT, network):
+        self.trt, self.network = trt, network
+        self.num_errors = 0
+
+    def parse_from_file(self, path):
+        import onnx
+
+        if self.trt.parse_errors:
+            self.num_errors = len(self.trt.parse_errors)
+            return False
+        graph = onnx.load(path).graph
+        inputs = [types.SimpleNamespace(
+            name=v.name, shape=tuple(d.dim_value if d.HasField("dim_value") else -1
+                                     for d in v.type.tensor_type.shape.dim)) for v in graph.input]
+        self.network.inputs = inputs
+        return True
+
+    def get_error(self, i):
+        return self.trt.parse_errors[i]
+
+
+class FakeConfig:
+    """Stands in for IBuilderConfig on absent hardware: records flags, pools, profiles, caches."""
+
+    def __init__(self):
+        self.flags, self.cleared, self.pools, self.profiles = set(), set(), {}, []
+        self.profiling_verbosity = self.timing_cache = self.int8_calibrator = None
+        self.calibration_profile = None
+
+    def set_memory_pool_limit(self, pool, size):
+        self.pools[pool] = size
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def clear_flag(self, flag):
+        self.cleared.add(flag)
+
+    def add_optimization_profile(self, profile):
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+    def set_calibration_profile(self, profile):
+        self.calibration_profile = profile
+
+    def create_timing_cache(self, data):
+        return types.SimpleNamespace(data=bytes(data), serialize=lambda: FAKE_CACHE)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        assert ignore_mismatch is False
+        if cache.data not in (b"", FAKE_CACHE):
+            return False  # TensorRT's answer to a cache from another version or GPU
+        self.timing_cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return self.timing_cache
+
+
+class FakeOptimizationProfile:
+    """Stands in for IOptimizationProfile on absent hardware."""
+
+    def set_shape(self, name, lo, opt, hi):
+        self.shape = (name, tuple(lo), tuple(opt), tuple(hi))
+
+
 def fake_heatmaps(x: np.ndarray) -> np.ndarray:
     pooled = x[:, 0].reshape(len(x), 4, 4, 4, 4).mean(axis=(2, 4))
     return np.stack([pooled * (k + 1) for k in range(3)], axis=1).astype(np.float32)
@@ -530,8 +693,9 @@ def fake_heatmaps(x: np.ndarray) -> np.ndarray:
 def fake_hardware(monkeypatch):
     device = FakeDevice()
     trt = FakeTensorRT(device, PROFILE)
-    monkeypatch.setattr(trt_runner, "import_tensorrt", lambda: trt)
-    monkeypatch.setattr(trt_runner, "cuda_ops", lambda: device)
+    for module in (trt_runner, trt_export):
+        monkeypatch.setattr(module, "import_tensorrt", lambda: trt)
+        monkeypatch.setattr(module, "cuda_ops", lambda: device)
     return trt, device
 
 
@@ -540,15 +704,27 @@ def test_runner_chunks_pads_and_frees_on_fake_hardware(tmp_path, fake_hardware):
     engine, _ = fake_manifest(tmp_path, DeviceFacts("10.3.0.30", "Fake GPU", "8.7"))
     x = np.random.default_rng(1).normal(size=(9, 1, 16, 16)).astype(np.float64)
     runner = TensorRTRunner(engine)
-    assert runner.name == "tensorrt"
-    got = runner.infer(x)  # activates on first use
-    assert got.dtype == np.float32 and got.shape == (9, 3, 4, 4)
-    np.testing.assert_allclose(got, fake_heatmaps(x.astype(np.float32)), rtol=1e-6)
-    assert trt.executed == [4, 4, 2]  # max-batch chunks, the last padded up to the minimum
-    with pytest.raises(UserError, match="shape \\(N, 1, 16, 16\\)"):
-        runner.infer(np.zeros((2, 1, 8, 8), np.float32))
-    runner.deactivate()
+    assert runner.name == "tensorrt" and not runner.is_active
+    with pytest.raises(InactiveRunnerError, match="not active: call activate\\(\\)"):
+        runner.infer(x)  # never loads behind the caller's back
     assert device.memory == {} and device.streams == 0
+    with runner:
+        assert runner.is_active and device.streams == 1
+        got = runner.infer(x)
+        assert got.dtype == np.float32 and got.shape == (9, 3, 4, 4)
+        np.testing.assert_allclose(got, fake_heatmaps(x.astype(np.float32)), rtol=1e-6)
+        assert trt.executed == [4, 4, 2]  # max-batch chunks, the last padded up to the minimum
+        with pytest.raises(UserError, match="shape \\(N, 1, 16, 16\\)"):
+            runner.infer(np.zeros((2, 1, 8, 8), np.float32))
+    assert not runner.is_active and device.memory == {} and device.streams == 0
+    with pytest.raises(InactiveRunnerError):
+        runner.infer(x)
+    runner.deactivate()  # idempotent
+    runner.activate()
+    runner.activate()  # idempotent: one set of buffers
+    assert len(device.memory) == 2 and device.streams == 1
+    runner.deactivate()
+    assert device.memory == {}
 
 
 def test_runner_refuses_an_engine_built_elsewhere(tmp_path, fake_hardware):
@@ -565,6 +741,142 @@ def test_runner_without_tensorrt_names_the_extra(tmp_path, monkeypatch):
         TensorRTRunner(engine).activate()
     with pytest.raises(UserError, match="engine file not found"):
         TensorRTRunner(tmp_path / "missing.engine").activate()
+
+
+# ---------------------------------------------------------------- the build steps, on fake TensorRT
+
+def test_build_request_and_onnx_artifact_steps(tmp_path):
+    onnx_path = write_onnx(tmp_path, "qdq")
+    req = check_build_request(str(onnx_path), str(tmp_path / "t.engine"), [1, 2, 4], "cache")
+    assert req.batch == (1, 2, 4) and req.out_path == tmp_path / "t.engine"
+    assert req.timing_cache.name == "cache" and req.legacy_calibration is None
+    manifest, io, graph = read_onnx_artifact(onnx_path)
+    assert io == IO and manifest.artifact.precision == "int8" and graph.precision == "int8"
+
+
+def test_build_engine_on_fake_tensorrt_then_run_it(tmp_path, fake_hardware):
+    trt, device = fake_hardware
+    onnx_path = write_onnx(tmp_path, "fp32")
+    engine, cache = tmp_path / "tiny.engine", tmp_path / "timing.cache"
+    manifest = build_engine(onnx_path, engine, "fp32", batch_sizes=(2, 4, 4), timing_cache=cache,
+                            workspace_mb=64)
+    assert engine.read_bytes() == FAKE_ENGINE and cache.read_bytes() == FAKE_CACHE
+    assert Manifest.read(engine) == manifest
+    builder = trt.builders[-1]
+    assert builder.network_flags == 1 << FakeTensorRT.NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    config = builder.config
+    assert (config.flags, config.cleared) == (set(), {"TF32"})
+    assert config.pools == {"WORKSPACE": 64 << 20} and config.profiling_verbosity == "DETAILED"
+    assert [p.shape for p in config.profiles] == [
+        ("image", (2, 1, 16, 16), (4, 1, 16, 16), (4, 1, 16, 16))]
+    rt = manifest.section("tensorrt")
+    assert (rt["version"], rt["gpu"], rt["strongly_typed"], rt["flags_cleared"]) == (
+        "10.3.0.30", "Fake GPU", True, ["TF32"])
+    assert rt["timing_cache"] == str(cache) and rt["workspace_mb"] == 64
+    # the inspector ran with a context at the opt shape, so tensor types resolved
+    assert manifest.sections["layers"] == [{"name": "conv", "type": "CaskConvolution", "precision": "fp32"}]
+    x = np.random.default_rng(5).normal(size=(3, 1, 16, 16)).astype(np.float32)
+    with TensorRTRunner(engine) as runner:  # the engine it wrote loads on the same (fake) machine
+        np.testing.assert_allclose(runner.infer(x), fake_heatmaps(x), rtol=1e-6)
+    build_engine(onnx_path, tmp_path / "again.engine", "fp32", (2, 4, 4), timing_cache=cache)
+    assert trt.builders[-1].config.timing_cache.data == FAKE_CACHE  # started from the saved cache
+
+
+@pytest.mark.parametrize("kind,precision,strong,flags", [
+    ("fp32", "fp16", False, {"FP16"}), ("fp16", "fp16", True, set()), ("qdq", "int8", False, {"INT8"})])
+def test_fake_build_sets_the_plans_typing_and_flags(tmp_path, fake_hardware, kind, precision,
+                                                    strong, flags):
+    trt, _ = fake_hardware
+    manifest = build_engine(write_onnx(tmp_path, kind), tmp_path / "t.engine", precision, (1, 1, 4))
+    builder = trt.builders[-1]
+    assert builder.network_flags == (1 << 1 if strong else 0)
+    assert (builder.config.flags, builder.config.cleared) == (flags, set())
+    assert manifest.section("tensorrt")["flags"] == sorted(flags)
+    assert manifest.artifact.precision == precision
+
+
+def test_fake_tensorrt_11_build_passes_no_typing_flag_and_no_tf32(tmp_path, fake_hardware,
+                                                                   monkeypatch):
+    trt, _ = fake_hardware
+    monkeypatch.setattr(trt, "__version__", "11.0.0", raising=False)
+    monkeypatch.setattr(trt, "BuilderFlag", types.SimpleNamespace(FP16="FP16", INT8="INT8"),
+                        raising=False)  # TensorRT 11's docs do not list TF32
+    manifest = build_engine(write_onnx(tmp_path, "fp32"), tmp_path / "t.engine", "fp32", (1, 1, 4))
+    builder = trt.builders[-1]
+    assert builder.network_flags == 0 and builder.config.cleared == set()  # always strongly typed
+    assert manifest.section("tensorrt")["version"] == "11.0.0" and manifest.section("tensorrt")["strongly_typed"]
+
+
+def test_network_step_refuses_unparsable_and_fixed_batch_onnx(tmp_path, fake_hardware):
+    trt, _ = fake_hardware
+    logger, plan = trt.Logger(trt.Logger.WARNING), plan_build("10.3.0.30", "fp32", F, F, F)
+    parsed = network_from_onnx(trt, logger, write_onnx(tmp_path), plan, IO, (1, 1, 8))
+    assert parsed.network.get_input(0).shape == (-1, 1, 16, 16) and parsed.parser is not None
+    with pytest.raises(UserError, match="fixed batch of 1"):
+        network_from_onnx(trt, logger, write_onnx(tmp_path, batch=1), plan, IO, (1, 1, 8))
+    trt.parse_errors = ["In node 0 (Conv): unsupported"]
+    with pytest.raises(UserError, match="cannot parse tiny_fp32.onnx: In node 0 \\(Conv\\)"):
+        network_from_onnx(trt, logger, write_onnx(tmp_path), plan, IO, (1, 1, 8))
+
+
+def test_config_step_refuses_a_timing_cache_from_elsewhere(tmp_path, fake_hardware):
+    trt, _ = fake_hardware
+    cache = tmp_path / "other.cache"
+    cache.write_bytes(b"a cache made by another TensorRT")
+    builder = trt.Builder(None)
+    plan = plan_build("10.3.0.30", "fp32", F, F, F)
+    with pytest.raises(UserError, match="timing cache .*other.cache was made by another TensorRT"):
+        builder_config(trt, builder, plan, profile_shapes(IO, (1, 1, 4)), 16, cache)
+    config = builder_config(trt, builder, plan, profile_shapes(IO, (1, 1, 4)), 16, None)
+    assert config.timing_cache.data == b""  # no file: an empty cache
+
+
+def test_engine_step_refuses_a_failed_build_and_frees_the_calibrator(fake_hardware):
+    trt, _ = fake_hardware
+    freed = []
+    calibrator = types.SimpleNamespace(free=lambda: freed.append(True),
+                                       read_calibration_cache=lambda: b"cached")
+    builder = trt.Builder(None)
+    config = builder.create_builder_config()
+    config.int8_calibrator = calibrator
+    parsed = trt_export.ParsedNetwork(builder, builder.create_network(0), None)
+    assert engine_bytes(parsed, config, "m.onnx", calibrator) == FAKE_ENGINE and freed == [True]
+    trt.build_fails = True
+    with pytest.raises(UserError, match="could not build an engine from m.onnx"):
+        engine_bytes(parsed, config, "m.onnx", calibrator)
+    assert freed == [True, True]
+
+
+def write_calibration(folder, tensors: np.ndarray):
+    """A calibration folder as `edgeld calibrate` leaves it, for IO's preprocessing."""
+    from edgeld.export.calibration import CALIBRATION_FORMAT, _write_tensors
+
+    _write_tensors(folder, tensors, {
+        "format": CALIBRATION_FORMAT, "name": folder.name,
+        "preprocess": {"input_height": IO.input_height, "input_width": IO.input_width,
+                       "mean": IO.mean, "std": IO.std}, "images": []})
+    return folder
+
+
+def test_legacy_calibration_on_fake_tensorrt_10(tmp_path, fake_hardware):
+    trt, device = fake_hardware
+    tensors = np.random.default_rng(6).normal(size=(5, 1, 16, 16)).astype(np.float32)
+    calibration = write_calibration(tmp_path / "calib", tensors)
+    engine = tmp_path / "t.engine"
+    manifest = build_engine(write_onnx(tmp_path), engine, "int8", (1, 2, 4),
+                            legacy_int8_calibration=calibration)
+    builder = trt.builders[-1]
+    assert builder.config.flags == {"INT8"}
+    assert builder.config.calibration_profile.shape == ("image", *[(2, 1, 16, 16)] * 3)
+    fed = [b.view(np.float32).reshape(2, 1, 16, 16) for b in builder.calibrated]
+    np.testing.assert_array_equal(np.concatenate(fed), tensors[:4])  # whole batches only
+    info = manifest.section("tensorrt")["int8_calibration"]
+    assert (info["images"], info["batch"]) == (4, 2)
+    cache = tmp_path / info["cache"]
+    assert cache.read_bytes() == b"fake calibration table" and info["cache_key"][:16] in cache.name
+    assert device.memory == {} and device.streams == 0  # the calibrator freed its buffer
+    build_engine(write_onnx(tmp_path), engine, "int8", (1, 2, 4), legacy_int8_calibration=calibration)
+    assert trt.builders[-1].calibrated == []  # the keyed cache was reused
 
 
 # ---------------------------------------------------------------- real TensorRT on a real GPU

@@ -64,6 +64,7 @@ def displacement_px(reference_onnx: str | Path, candidate_onnx: str | Path, io: 
                     inputs: np.ndarray) -> float:
     """Mean decoded-landmark displacement (input pixels) between two graphs on the same inputs."""
     codec = io.codec()
-    a = codec.decode(OnnxRuntimeRunner(reference_onnx, ["CPUExecutionProvider"]).infer(inputs))[0]
-    b = codec.decode(OnnxRuntimeRunner(candidate_onnx, ["CPUExecutionProvider"]).infer(inputs))[0]
+    with OnnxRuntimeRunner(reference_onnx, ["CPUExecutionProvider"]) as reference, \
+            OnnxRuntimeRunner(candidate_onnx, ["CPUExecutionProvider"]) as candidate:
+        a, b = codec.decode(reference.infer(inputs))[0], codec.decode(candidate.infer(inputs))[0]
     return float(np.linalg.norm(a - b, axis=-1).mean())

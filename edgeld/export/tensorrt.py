@@ -30,9 +30,12 @@ from edgeld.core.manifest import ArtifactEntry, Manifest
 from edgeld.runtime.tensorrt_runner import (DeviceFacts, compute_capability_str, cuda_ops,
                                             engine_compatibility, import_tensorrt, tensor_nbytes)
 
-__all__ = ["BuildPlan", "OnnxPrecision", "build_engine", "calibration_cache_key",
-           "check_batch_sizes", "engine_compatibility", "engine_manifest", "inspect_onnx_precision",
-           "layer_precisions", "parse_trt_version", "plan_build", "profile_shapes"]
+__all__ = ["BuildPlan", "BuildRequest", "OnnxPrecision", "ParsedNetwork", "add_profile",
+           "build_engine", "builder_config", "calibration_cache_key", "check_batch_sizes",
+           "check_build_request", "engine_bytes", "engine_compatibility", "engine_manifest",
+           "inspect_onnx_precision", "layer_precisions", "network_from_onnx", "parse_trt_version",
+           "plan_build", "profile_shapes", "read_onnx_artifact", "save_engine", "save_timing_cache",
+           "set_precision_flags"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_TENSORRT_MAJOR = 10
@@ -299,7 +302,164 @@ def engine_manifest(*, engine_file: str, engine_sha256: str, engine_bytes: int, 
         sections={"tensorrt": tensorrt, "layers": layers, "build_seconds": round(build_seconds, 2)})
 
 
-# ---------------------------------------------------------------- the build (needs TensorRT and a GPU)
+# ---------------------------------------------------------------- the build, step by step (needs TensorRT)
+# Polygraphy's shape: each step takes what the previous one made, so each can be run (and tested
+# with stand-ins for TensorRT) on its own; `build_engine` only strings them together.
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """The checked arguments of one engine build (paths resolved, batch sizes validated)."""
+
+    onnx_path: Path
+    out_path: Path
+    batch: tuple[int, int, int]
+    timing_cache: Path | None
+    legacy_calibration: Path | None
+    workspace_mb: int
+
+
+def check_build_request(onnx_path: str | Path, out_path: str | Path,
+                        batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+                        timing_cache: str | Path | None = None,
+                        legacy_int8_calibration: str | Path | None = None,
+                        workspace_mb: int = DEFAULT_WORKSPACE_MB) -> BuildRequest:
+    """Refuse (UserError) arguments no build could use, before anything heavy is imported."""
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    calibration = Path(legacy_int8_calibration) if legacy_int8_calibration is not None else None
+    if out_path.suffix != ".engine":
+        raise UserError(f"--out for --to engine must end in .engine (got {out_path})")
+    if not onnx_path.is_file():
+        raise UserError(f"ONNX file not found: {onnx_path}")
+    if int(workspace_mb) < 1:
+        raise UserError(f"workspace must be at least 1 MB (got {workspace_mb})")
+    if calibration is not None and not calibration.is_dir():
+        raise UserError(f"calibration set not found: {calibration}")
+    return BuildRequest(onnx_path, out_path, check_batch_sizes(batch_sizes),
+                        Path(timing_cache) if timing_cache is not None else None, calibration,
+                        int(workspace_mb))
+
+
+def read_onnx_artifact(onnx_path: Path) -> tuple[Manifest, ModelIO, OnnxPrecision]:
+    """The ONNX's manifest, its model IO and the precision its graph holds; refuses non-ONNX
+    artifacts and Q/DQ that TensorRT cannot take."""
+    onnx_manifest = Manifest.read(onnx_path)
+    if onnx_manifest.artifact.kind != "onnx":
+        raise UserError(f"{onnx_path} is not an ONNX artifact; build engines from an exported .onnx")
+    io = onnx_manifest.io
+
+    import onnx
+
+    graph = inspect_onnx_precision(onnx.load(str(onnx_path), load_external_data=False))
+    if graph.qdq_problems:
+        raise UserError(f"TensorRT takes symmetric INT8 Q/DQ only; {onnx_path.name} has "
+                        f"{graph.qdq_problems[0]}: re-export it for TensorRT with {EXPORT_INT8}")
+    return onnx_manifest, io, graph
+
+
+@dataclass(frozen=True)
+class ParsedNetwork:
+    """A TensorRT network parsed from an ONNX file, with the builder that made it and the parser.
+
+    The network points at weights the parser owns (TensorRT's developer guide: keep the parser
+    until the builder has run), so the three travel together, as in Polygraphy's loaders.
+    """
+
+    builder: Any
+    network: Any
+    parser: Any
+
+
+def network_from_onnx(trt, logger, onnx_path: Path, plan: BuildPlan, io: ModelIO,
+                      batch: Sequence[int]) -> ParsedNetwork:
+    """Parse the ONNX into a network in the plan's typing mode; check its one input."""
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt, plan))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise UserError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: "
+                        f"{errors[0] if errors else 'see its log above'}")
+    if network.num_inputs != 1:
+        raise UserError(f"{onnx_path.name} has {network.num_inputs} inputs; edgeld models have one")
+    net_input = network.get_input(0)
+    check_network_input(net_input.name, tuple(net_input.shape), io, batch)
+    return ParsedNetwork(builder, network, parser)
+
+
+def _network_flags(trt, plan: BuildPlan) -> int:
+    # TensorRT 11 is always strongly typed and documents STRONGLY_TYPED as ignored, so it is only
+    # passed where it changes something
+    if plan.strongly_typed and parse_trt_version(plan.trt_version)[0] < 11:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0
+
+
+def builder_config(trt, builder, plan: BuildPlan, shapes: dict[str, Any], workspace_mb: int,
+                   timing_cache: Path | None):
+    """An IBuilderConfig: workspace, detailed profiling, the plan's precision flags, the
+    optimization profile `shapes` (see `profile_shapes`) and the timing cache."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision in the inspector
+    set_precision_flags(trt, config, plan)
+    add_profile(builder, config, shapes)
+    _attach_timing_cache(config, timing_cache)
+    return config
+
+
+def set_precision_flags(trt, config, plan: BuildPlan) -> None:
+    """Set and clear the builder flags the plan names (none for strongly typed FP16/INT8)."""
+    for flag in plan.set_flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    for flag in plan.clear_flags:
+        # TF32 is documented for TensorRT 10; TensorRT 11's docs do not say whether the flag stays
+        if hasattr(trt.BuilderFlag, flag):
+            config.clear_flag(getattr(trt.BuilderFlag, flag))
+
+
+def add_profile(builder, config, shapes: dict[str, Any]) -> None:
+    """The input's optimization profile (min, opt, max batch) on the builder config."""
+    profile = builder.create_optimization_profile()
+    profile.set_shape(shapes["input"], shapes["min"], shapes["opt"], shapes["max"])
+    config.add_optimization_profile(profile)
+
+
+def _attach_timing_cache(config, path: Path | None) -> None:
+    """Start from the cache file when there is one; a cache from another TensorRT or GPU is refused."""
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    # set_timing_cache returns False on a cache header mismatch when ignore_mismatch is False;
+    # the docs do not say whether a corrupt file makes create_timing_cache return None or raise
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise UserError(f"timing cache {path} was made by another TensorRT version or GPU, or is "
+                        "damaged; delete it or give another path")
+
+
+def engine_bytes(parsed: ParsedNetwork, config, onnx_name: str, calibrator=None) -> bytes:
+    """Build and serialize the engine; the legacy calibrator's device memory is freed either way."""
+    try:
+        serialized = parsed.builder.build_serialized_network(parsed.network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+    if serialized is None:
+        raise UserError(f"TensorRT could not build an engine from {onnx_name} (see its log "
+                        "above); nothing written")
+    return bytes(serialized)
+
+
+def save_timing_cache(config, path: Path | None) -> None:
+    """Write the builder's timing cache back, so the next build on this device takes seconds."""
+    if path is not None:
+        atomic_write_bytes(path, bytes(config.get_timing_cache().serialize()))
+
+
+def save_engine(out_path: Path, plan_bytes: bytes, manifest: Manifest) -> None:
+    """Write the engine and its manifest beside it."""
+    # manifest first, engine last: a kill between the two leaves no engine at `out_path`
+    manifest.write(out_path)
+    atomic_write_bytes(out_path, plan_bytes)
+
 
 def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str = "fp32",
                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
@@ -314,114 +474,39 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str = "
     kept beside the engine, keyed by model, data, TensorRT version and GPU.
     Returns the engine manifest.
     """
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
-    timing_cache = Path(timing_cache) if timing_cache is not None else None
-    if legacy_int8_calibration is not None:
-        legacy_int8_calibration = Path(legacy_int8_calibration)
-    if out_path.suffix != ".engine":
-        raise UserError(f"--out for --to engine must end in .engine (got {out_path})")
-    if not onnx_path.is_file():
-        raise UserError(f"ONNX file not found: {onnx_path}")
-    if int(workspace_mb) < 1:
-        raise UserError(f"workspace must be at least 1 MB (got {workspace_mb})")
-    if legacy_int8_calibration is not None and not legacy_int8_calibration.is_dir():
-        raise UserError(f"calibration set not found: {legacy_int8_calibration}")
-    batch = check_batch_sizes(batch_sizes)
-    onnx_manifest = Manifest.read(onnx_path)
-    if onnx_manifest.artifact.kind != "onnx":
-        raise UserError(f"{onnx_path} is not an ONNX artifact; build engines from an exported .onnx")
-    io = onnx_manifest.io
-
-    import onnx
-
-    graph = inspect_onnx_precision(onnx.load(str(onnx_path), load_external_data=False))
-    if graph.qdq_problems:
-        raise UserError(f"TensorRT takes symmetric INT8 Q/DQ only; {onnx_path.name} has "
-                        f"{graph.qdq_problems[0]}: re-export it for TensorRT with {EXPORT_INT8}")
+    req = check_build_request(onnx_path, out_path, batch_sizes, timing_cache,
+                              legacy_int8_calibration, workspace_mb)
+    onnx_manifest, io, graph = read_onnx_artifact(req.onnx_path)
     trt = import_tensorrt()
     plan = plan_build(trt.__version__, precision, graph.qdq, graph.fp16,
-                      legacy_int8_calibration is not None)
+                      req.legacy_calibration is not None)
     cuda = cuda_ops()
     device = cuda.device_facts(trt.__version__)
 
     t0 = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt, plan))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise UserError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: "
-                        f"{errors[0] if errors else 'see its log above'}")
-    if network.num_inputs != 1:
-        raise UserError(f"{onnx_path.name} has {network.num_inputs} inputs; edgeld models have one")
-    net_input = network.get_input(0)
-    check_network_input(net_input.name, tuple(net_input.shape), io, batch)
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision in the inspector
-    for flag in plan.set_flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    for flag in plan.clear_flags:
-        # TF32 is documented for TensorRT 10; TensorRT 11's docs do not say whether the flag stays
-        if hasattr(trt.BuilderFlag, flag):
-            config.clear_flag(getattr(trt.BuilderFlag, flag))
-    shapes = profile_shapes(io, batch)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(io.input_name, shapes["min"], shapes["opt"], shapes["max"])
-    config.add_optimization_profile(profile)
-    _attach_timing_cache(config, timing_cache)
-
+    parsed = network_from_onnx(trt, logger, req.onnx_path, plan, io, req.batch)
+    shapes = profile_shapes(io, req.batch)
+    config = builder_config(trt, parsed.builder, plan, shapes, req.workspace_mb, req.timing_cache)
     calibrator, calibration = None, None
     if plan.legacy_calibrator:
         calibrator, calibration = _attach_legacy_calibrator(
-            trt, cuda, builder, config, legacy_int8_calibration, io, batch,
-            onnx_manifest.artifact.sha256, device, out_path)
-    try:
-        serialized = builder.build_serialized_network(network, config)
-    finally:
-        if calibrator is not None:
-            calibrator.free()
-    if serialized is None:
-        raise UserError(f"TensorRT could not build an engine from {onnx_path.name} (see its log "
-                        "above); nothing written")
-    plan_bytes = bytes(serialized)
+            trt, cuda, parsed.builder, config, req.legacy_calibration, io, req.batch,
+            onnx_manifest.artifact.sha256, device, req.out_path)
+    plan_bytes = engine_bytes(parsed, config, req.onnx_path.name, calibrator)
     seconds = time.perf_counter() - t0
     layers = _inspect_layers(trt, logger, plan_bytes, io.input_name, shapes["opt"])
 
-    if timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    save_timing_cache(config, req.timing_cache)
     manifest = engine_manifest(
-        engine_file=out_path.name, engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
+        engine_file=req.out_path.name, engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
         engine_bytes=len(plan_bytes),
-        onnx_name=onnx_path.name, onnx_manifest=onnx_manifest, plan=plan, device=device,
-        profile=shapes, timing_cache=str(timing_cache) if timing_cache is not None else None,
-        workspace_mb=int(workspace_mb), layers=layers, calibration=calibration,
-        build_seconds=seconds, tools=_tools(trt, onnx))
-    # manifest first, engine last: a kill between the two leaves no engine at `out_path`
-    manifest.write(out_path)
-    atomic_write_bytes(out_path, plan_bytes)
+        onnx_name=req.onnx_path.name, onnx_manifest=onnx_manifest, plan=plan, device=device,
+        profile=shapes, timing_cache=str(req.timing_cache) if req.timing_cache is not None else None,
+        workspace_mb=req.workspace_mb, layers=layers, calibration=calibration,
+        build_seconds=seconds, tools=_tools(trt))
+    save_engine(req.out_path, plan_bytes, manifest)
     return manifest
-
-
-def _network_flags(trt, plan: BuildPlan) -> int:
-    # TensorRT 11 is always strongly typed and documents STRONGLY_TYPED as ignored, so it is only
-    # passed where it changes something
-    if plan.strongly_typed and parse_trt_version(plan.trt_version)[0] < 11:
-        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    return 0
-
-
-def _attach_timing_cache(config, path: Path | None) -> None:
-    """Start from the cache file when there is one; a cache from another TensorRT or GPU is refused."""
-    data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    # set_timing_cache returns False on a cache header mismatch when ignore_mismatch is False;
-    # the docs do not say whether a corrupt file makes create_timing_cache return None or raise
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        raise UserError(f"timing cache {path} was made by another TensorRT version or GPU, or is "
-                        "damaged; delete it or give another path")
 
 
 def _inspect_layers(trt, logger, plan_bytes: bytes, input_name: str,
@@ -516,8 +601,11 @@ def _entropy_calibrator(trt, cuda, tensors: np.ndarray, size: int, cache: Path):
     return EntropyCalibrator()
 
 
-def _tools(trt, onnx) -> dict[str, Any]:
+def _tools(trt) -> dict[str, Any]:
+    """Versions of the tools that made the engine, for its manifest."""
     import importlib.metadata
+
+    import onnx
 
     def version(dist: str) -> str | None:
         try:

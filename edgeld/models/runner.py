@@ -9,11 +9,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeld.runtime.runners import RunnerBase
+
 TORCH_BACKENDS = ("torch-cpu", "torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graphs")
 
 
-class TorchRunner:
-    """Runs a torch model in inference mode on the CPU or a CUDA GPU."""
+class TorchRunner(RunnerBase):
+    """Runs a torch model in inference mode on the CPU or a CUDA GPU.
+
+    `activate()` puts the model in eval mode on its device and precision; `deactivate()` drops the
+    captured CUDA graphs (and their static buffers). The model object stays the caller's.
+    """
 
     def __init__(self, model: nn.Module, device: str = "cpu", precision: str = "fp32",
                  cuda_graphs: bool = False):
@@ -21,10 +27,11 @@ class TorchRunner:
         if self.device.type != "cuda" and (precision != "fp32" or cuda_graphs):
             raise ValueError("FP16 and CUDA graphs need a CUDA device")
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
-        self.model = model.eval().to(self.device, self.dtype)
+        self.model = model
         self.precision, self.cuda_graphs = precision, cuda_graphs
         self.name = f"torch-{self.device.type}" + ("-graphs" if cuda_graphs else "")
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._active = False
 
     @classmethod
     def for_backend(cls, model: nn.Module, backend: str) -> "TorchRunner":
@@ -35,13 +42,23 @@ class TorchRunner:
             return cls(model)
         return cls(model, "cuda", "fp16" if "fp16" in backend else "fp32", backend.endswith("graphs"))
 
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
     def activate(self) -> None:
-        pass
+        """Eval mode, on this runner's device and precision (idempotent)."""
+        self.model = self.model.eval().to(self.device, self.dtype)
+        self._active = True
 
     def deactivate(self) -> None:
-        pass
+        """Drop the CUDA graphs and their static buffers (idempotent)."""
+        self._graphs.clear()
+        self._active = False
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 1, H, W) preprocessed images -> (N, K, h, w) float32 heatmap logits."""
+        self.require_active()
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
         with torch.inference_mode():
             out = self.run_on_device(x.to(self.device))
@@ -49,6 +66,7 @@ class TorchRunner:
 
     def run_on_device(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a tensor already on this runner's device (float32 in)."""
+        self.require_active()
         with torch.inference_mode():
             if not self.cuda_graphs:
                 return self.model(x.to(self.dtype))

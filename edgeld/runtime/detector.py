@@ -114,6 +114,22 @@ class LandmarkDetector:
                             if correct_orientation and io.orientation and not io.patch_size else None)
         self.runner.activate()
 
+    def close(self) -> None:
+        """Deactivate this detector's runner and its refiner chain (sessions, GPU buffers)."""
+        self.runner.deactivate()
+        if self.refiner is not None:
+            self.refiner.close()
+
+    def __enter__(self) -> "LandmarkDetector":
+        # ready since construction; activating again (a no-op when active) reopens a closed one
+        self.runner.activate()
+        if self.refiner is not None:
+            self.refiner.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
     @property
     def names(self) -> tuple[str, ...]:
         return self.io.landmarks

@@ -20,6 +20,7 @@ import numpy as np
 from edgeld.core.contract import ModelIO
 from edgeld.core.errors import UserError, missing_extra
 from edgeld.core.manifest import Manifest
+from edgeld.runtime.runners import RunnerBase
 
 
 @dataclass(frozen=True)
@@ -289,11 +290,32 @@ def cuda_ops() -> CudaRuntime | PyCuda:
 
 # ---------------------------------------------------------------- the runner
 
-class TensorRTRunner:
+def engine_io(engine, trt, io: ModelIO, path: Path, manifest: dict[str, Any]
+              ) -> tuple[list[str], dict[str, np.dtype]]:
+    """The engine's I/O tensor names and numpy dtypes; refused (UserError) unless they are the
+    manifest's one input and its output, in types numpy can hold."""
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    if inputs != [io.input_name] or io.output_name not in names:
+        raise UserError(f"{path} has inputs {inputs} and outputs "
+                        f"{[n for n in names if n not in inputs]}, not '{io.input_name}' -> "
+                        f"'{io.output_name}' as its manifest says; {rebuild_hint(manifest)}")
+    dtypes = {}
+    for n in names:
+        try:
+            dtypes[n] = np.dtype(trt.nptype(engine.get_tensor_dtype(n)))
+        except TypeError:  # BF16/FP8/INT4 I/O: numpy has no such type
+            raise UserError(f"{path}: tensor '{n}' has type {engine.get_tensor_dtype(n)}, "
+                            "which numpy cannot hold; export with float32 inputs and outputs") from None
+    return names, dtypes
+
+
+class TensorRTRunner(RunnerBase):
     """A TensorRT engine on this machine's GPU, refused unless its manifest says it was built here.
 
     Device buffers are allocated once, for the profile's largest batch; larger batches run in
     chunks. One execution context and one stream: not thread-safe, make one runner per thread.
+    `activate()` loads the engine and allocates; `deactivate()` frees; `with runner:` does both.
     """
 
     name = "tensorrt"
@@ -307,7 +329,12 @@ class TensorRTRunner:
         self._buffers: dict[str, int] = {}
         self._dtypes: dict[str, np.dtype] = {}
 
+    @property
+    def is_active(self) -> bool:
+        return self._context is not None
+
     def activate(self) -> None:
+        """Check the engine is for this machine, load it, allocate its buffers (idempotent)."""
         if self._context is not None:
             return
         if not self.path.is_file():
@@ -324,19 +351,7 @@ class TensorRTRunner:
         if engine is None:
             raise UserError(f"TensorRT {trt.__version__} could not load {self.path} (see its log "
                             f"above); {rebuild_hint(manifest)}")
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if inputs != [io.input_name] or io.output_name not in names:
-            raise UserError(f"{self.path} has inputs {inputs} and outputs "
-                            f"{[n for n in names if n not in inputs]}, not '{io.input_name}' -> "
-                            f"'{io.output_name}' as its manifest says; {rebuild_hint(manifest)}")
-        dtypes = {}
-        for n in names:
-            try:
-                dtypes[n] = np.dtype(trt.nptype(engine.get_tensor_dtype(n)))
-            except TypeError:  # BF16/FP8/INT4 I/O: numpy has no such type
-                raise UserError(f"{self.path}: tensor '{n}' has type {engine.get_tensor_dtype(n)}, "
-                                "which numpy cannot hold; export with float32 inputs and outputs") from None
+        names, dtypes = engine_io(engine, trt, io, self.path, manifest)
         profile = Profile(*(tuple(int(d) for d in s)
                             for s in engine.get_tensor_profile_shape(io.input_name, 0)))
 
@@ -346,22 +361,25 @@ class TensorRTRunner:
         self._context, self._stream = context, stream
         self.manifest, self.io, self.profile, self._dtypes = manifest, io, profile, dtypes
         try:
-            # the largest shapes the buffers must hold: every tensor at the profile's maximum batch
-            if not context.set_input_shape(io.input_name, profile.max):
-                raise RuntimeError(f"TensorRT refused the profile's own maximum shape {profile.max}")
-            for n in names:
-                shape = tuple(context.get_tensor_shape(n))
-                self._buffers[n] = cuda.malloc(tensor_nbytes(shape, dtypes[n]))
-                if not context.set_tensor_address(n, self._buffers[n]):
-                    raise RuntimeError(f"TensorRT refused the device address of tensor '{n}'")
+            self._allocate(names)
         except BaseException:
             self.deactivate()
             raise
 
+    def _allocate(self, names: Sequence[str]) -> None:
+        """Device buffers for every I/O tensor at the profile's maximum batch, bound to the context."""
+        context, cuda = self._context, self._cuda
+        if not context.set_input_shape(self.io.input_name, self.profile.max):
+            raise RuntimeError(f"TensorRT refused the profile's own maximum shape {self.profile.max}")
+        for n in names:
+            shape = tuple(context.get_tensor_shape(n))
+            self._buffers[n] = cuda.malloc(tensor_nbytes(shape, self._dtypes[n]))
+            if not context.set_tensor_address(n, self._buffers[n]):
+                raise RuntimeError(f"TensorRT refused the device address of tensor '{n}'")
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(N, 1, H, W) preprocessed images -> (N, K, h, w) float32 heatmap logits."""
-        if self._context is None:
-            self.activate()
+        self.require_active()
         x = np.asarray(batch)
         check_input_shape(x.shape, self.profile)
         x = np.ascontiguousarray(x, dtype=self._dtypes[self.io.input_name])
@@ -388,6 +406,7 @@ class TensorRTRunner:
         return host
 
     def deactivate(self) -> None:
+        """Free the device buffers and the stream, drop context, engine and runtime (idempotent)."""
         cuda = self._cuda
         if cuda is not None:
             for ptr in self._buffers.values():
