@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeld.data.limits import MAX_PIXELS
 from edgeld.errors import UserError, missing_extra
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -146,8 +147,6 @@ def _check_supported(ds: Any, path: Path) -> None:
     if frames > 1:
         raise UserError(f"multi-frame DICOM ({frames} frames) is not supported: save the frame "
                         f"to analyse as a single-frame file: {path}")
-    from edgeld.data.images import MAX_PIXELS
-
     try:
         pixels = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0)
     except (TypeError, ValueError):
