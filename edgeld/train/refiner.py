@@ -31,7 +31,7 @@ from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime import LandmarkDetector, ModelIO
 from edgeld.runtime.manifest import atomic_write_json, check_output_folder
 from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
-from edgeld.train.tasks import heatmap_loss
+from edgeld.torchside.losses import heatmap_loss
 from edgeld.train.trainer import lr_factor, split_train_val
 
 # patches are cheap: larger batches, fewer epochs than the whole-image recipe

@@ -25,7 +25,7 @@ from edgeld import __version__
 from edgeld.codecs import SoftmaxHeatmapCodec
 from edgeld.config import HeatmapSpec, InputSpec, ModelSpec, TrainSpec, to_dict
 from edgeld.data import open_dataset
-from edgeld.data.torch_dataset import CachedSample, HeatmapDataset, cache_samples
+from edgeld.torchside.heatmap_dataset import CachedSample, HeatmapDataset, cache_samples
 from edgeld.errors import UserError
 from edgeld.metrics import radial_errors_mm, sdr_percent
 from edgeld.models.checkpoint import save_checkpoint
