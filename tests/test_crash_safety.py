@@ -147,12 +147,12 @@ def test_training_resumes_after_sigkill_like_an_uninterrupted_run(shared_dataset
 def test_resume_drops_a_half_written_log_line(tmp_path):
     """A kill in the middle of appending an epoch's line leaves half a JSON line; resuming drops
     it (and lines past the resume state) instead of failing on it."""
-    from edgeld.train.trainer import _drop_log_lines_after
+    from edgeld.train.run_folder import drop_log_lines_after
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1, "train_loss": 1.0}\n{"epoch": 2, "train_loss": 0.5}\n'
                    '{"epoch": 3, "train_lo')
-    _drop_log_lines_after(log, 2)
+    drop_log_lines_after(log, 2)
     assert [json.loads(ln)["epoch"] for ln in log.read_text().splitlines()] == [1, 2]
-    _drop_log_lines_after(log, 1)
+    drop_log_lines_after(log, 1)
     assert log.read_text() == '{"epoch": 1, "train_loss": 1.0}\n'

@@ -1,6 +1,7 @@
 """Training objectives as tasks: each returns a dict of named, unweighted losses.
 
-A batch is (inputs (N,1,H,W), heatmap targets (N,K,h,w), landmark cells (N,K,2)).
+A whole-image batch is (inputs (N,1,H,W), heatmap targets (N,K,h,w), landmark cells (N,K,2));
+a refiner's is (patches (N,1,S,S), targets (N,1,h,w), landmark index (N,)).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch.nn import functional as F
 
 from edgeld.models.aux_heads import AuxiliaryHeads
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.torchside.losses import heatmap_loss, offset_loss
+from edgeld.torchside.losses import heatmap_loss, offset_loss, own_channel_heatmap_loss
 
 
 def random_block_mask(x: torch.Tensor, block: int, ratio: float, prob: float,
@@ -70,3 +71,15 @@ class MultiTaskTask(nn.Module):
             losses["reconstruction"] = err.sum() / cell_mask.sum().clamp_min(1.0)
         return losses
 
+
+class RefinerTask(nn.Module):
+    """A cascade's refinement stage: each patch trains only its own landmark's channel."""
+
+    loss_weights = {"heatmap": 1.0}
+
+    def __init__(self, net: LandmarkNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, targets, k) -> dict[str, torch.Tensor]:
+        return {"heatmap": own_channel_heatmap_loss(self.net(x), targets, k)}
