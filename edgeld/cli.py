@@ -107,14 +107,15 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
     if role == "refiner":
         from edgeld.train.refiner import REFINER_RECIPE, train_refiner
 
-        if device == "cuda":
-            raise UserError("refiner training runs on the CPU only; drop --device cuda")
-        if kd != "none" or teacher or aux or input_size or resume:
-            raise UserError("a refiner takes --data, --stage1, --out and the optimizer options only")
+        if kd != "none" or teacher or aux or input_size:
+            raise UserError("a refiner takes --data, --stage1, --out, --resume, --device and the "
+                            "optimizer options only")
         from edgeld.runtime.patches import PatchSpec
 
         summary = train_refiner(data_dir, out_dir, stage1, replace(REFINER_RECIPE, **overrides),
-                                PatchSpec(factor=patch_factor))
+                                PatchSpec(factor=patch_factor), resume=resume, device=device)
+        if summary["rank"] != 0:  # under torchrun, rank 0 reports
+            return
         best = summary["best"]
         click.echo(f"best epoch {best['epoch']}: cascade validation MRE {best['val_mre_mm']:.3f} mm "
                    f"->  {summary['checkpoint']}")
