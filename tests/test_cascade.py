@@ -148,6 +148,10 @@ def test_refiner_options_that_belong_to_other_roles_are_refused(tiny_checkpoint,
     res = _train_refiner_cli("--stage1", tiny_checkpoint, "--data", shared_dataset,
                              "--out", tmp_path / "none", "--resume", *REFINER_ARGS)
     assert res.returncode == 2 and "no " in res.stderr and "last.pt" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "edgeld", "train", "--data", str(shared_dataset),
+                          "--out", str(tmp_path / "student"), "--patch-factor", "4"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--patch-factor is a refiner's option" in res.stderr
 
 
 def test_refiner_under_torchrun_two_processes_on_gloo(tiny_checkpoint, shared_dataset, tmp_path):
