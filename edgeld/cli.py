@@ -69,8 +69,8 @@ def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None
               default="student",
               show_default=True, help="refiner: a cascade's patch-refinement stage (needs --stage1).")
 @click.option("--stage1", default=None, help="The first stage a refiner is selected with.")
-@click.option("--patch-factor", type=click.IntRange(1), default=2, show_default=True,
-              help="Refiner: source pixels per patch pixel (ISBI: 2 = 0.2 mm, 4 = 0.4 mm).")
+@click.option("--patch-factor", type=click.IntRange(1), default=None,
+              help="Refiner: source pixels per patch pixel (ISBI: 2 = 0.2 mm, the default; 4 = 0.4 mm).")
 @click.option("--teacher", default=None, help="Teacher for distillation (built-in name or checkpoint).")
 @click.option("--kd", type=click.Choice(["none", "fsf", "fsf-out", "output", "fitnet", "at", "cwd"]),
               default="none", show_default=True,
@@ -104,17 +104,21 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
                          reconstruction_weight=AUX_WEIGHTS["reconstruction"])
     if (role == "refiner") != (stage1 is not None):
         raise UserError("--role refiner and --stage1 MODEL go together")
+    if patch_factor is not None and role != "refiner":
+        raise UserError("--patch-factor is a refiner's option: use it with --role refiner")
     if role == "refiner":
         from edgeld.train.refiner import REFINER_RECIPE, train_refiner
 
-        if device == "cuda":
-            raise UserError("refiner training runs on the CPU only; drop --device cuda")
-        if kd != "none" or teacher or aux or input_size or resume:
-            raise UserError("a refiner takes --data, --stage1, --out and the optimizer options only")
+        if kd != "none" or teacher or aux or input_size:
+            raise UserError("a refiner takes --data, --stage1, --out, --resume, --device and the "
+                            "optimizer options only")
         from edgeld.runtime.patches import PatchSpec
 
+        patch = PatchSpec() if patch_factor is None else PatchSpec(factor=patch_factor)
         summary = train_refiner(data_dir, out_dir, stage1, replace(REFINER_RECIPE, **overrides),
-                                PatchSpec(factor=patch_factor))
+                                patch, resume=resume, device=device)
+        if summary["rank"] != 0:  # under torchrun, rank 0 reports
+            return
         best = summary["best"]
         click.echo(f"best epoch {best['epoch']}: cascade validation MRE {best['val_mre_mm']:.3f} mm "
                    f"->  {summary['checkpoint']}")

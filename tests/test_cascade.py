@@ -1,5 +1,8 @@
 """The cascade's refinement stage: patch geometry, training, and detection with a refiner."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -98,3 +101,66 @@ def test_refiner_selects_on_the_first_stage_validation_images(trained_tiny):
     fit, val = _split_like_stage1(samples, str(trained_tiny["checkpoint"]), REFINER_RECIPE)
     assert sorted(samples[i].image_id for i in val) == sorted(stage1_val)
     assert not set(fit) & set(val) and len(fit) + len(val) == len(samples)
+
+
+def _train_refiner_cli(*args, torchrun: int = 0) -> subprocess.CompletedProcess:
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun),
+                 "--master_port", str(29500 + os.getpid() % 1000 + 7), "-m", "edgeld"]
+                if torchrun else [sys.executable, "-m", "edgeld"])
+    return subprocess.run([*launcher, "train", "--role", "refiner", *map(str, args)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+REFINER_ARGS = ("--patch-factor", "1", "--epochs", "2", "--batch-size", "8", "--val-count", "3",
+                "--threads", "1")
+
+
+def test_refiner_trains_on_the_device_asked_for(tiny_checkpoint, shared_dataset, tmp_path):
+    out = tmp_path / "run"
+    res = _train_refiner_cli("--stage1", tiny_checkpoint, "--data", shared_dataset, "--out", out,
+                             "--device", "cpu", *REFINER_ARGS)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "cascade validation MRE" in res.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["role"] == "refiner" and config["device"] == "cpu"
+    assert (out / "last.pt").is_file()  # resumable, like every role
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert open_detector(str(out / "best.safetensors")).io.patch_size == 64
+
+
+def test_refiner_refuses_cuda_without_a_gpu_in_one_line(tiny_checkpoint, shared_dataset, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    res = _train_refiner_cli("--stage1", tiny_checkpoint, "--data", shared_dataset,
+                             "--out", tmp_path / "run", "--device", "cuda", *REFINER_ARGS)
+    assert res.returncode == 2 and "--device cuda" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_refiner_options_that_belong_to_other_roles_are_refused(tiny_checkpoint, shared_dataset,
+                                                                tmp_path):
+    res = _train_refiner_cli("--stage1", tiny_checkpoint, "--data", shared_dataset,
+                             "--out", tmp_path / "run", "--input-size", "64x64", *REFINER_ARGS)
+    assert res.returncode == 2 and "a refiner takes" in res.stderr
+    res = _train_refiner_cli("--stage1", tiny_checkpoint, "--data", shared_dataset,
+                             "--out", tmp_path / "none", "--resume", *REFINER_ARGS)
+    assert res.returncode == 2 and "no " in res.stderr and "last.pt" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "edgeld", "train", "--data", str(shared_dataset),
+                          "--out", str(tmp_path / "student"), "--patch-factor", "4"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--patch-factor is a refiner's option" in res.stderr
+
+
+def test_refiner_under_torchrun_two_processes_on_gloo(tiny_checkpoint, shared_dataset, tmp_path):
+    """torchrun with 2 CPU processes (gloo): one log line per epoch, one checkpoint."""
+    out = tmp_path / "ddp"
+    res = _train_refiner_cli("--stage1", tiny_checkpoint, "--data", shared_dataset, "--out", out,
+                             "--device", "cpu", *REFINER_ARGS, torchrun=2)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    assert (out / "best.safetensors").is_file()

@@ -144,15 +144,46 @@ def test_training_resumes_after_sigkill_like_an_uninterrupted_run(shared_dataset
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+def test_refiner_resumes_after_sigkill_like_an_uninterrupted_run(shared_dataset, tiny_checkpoint,
+                                                                  tmp_path):
+    """The refiner runs through the same loop as the other roles: a killed refiner run resumed
+    with --resume logs and selects exactly what an uninterrupted one does."""
+    from safetensors.numpy import load_file
+
+    # 64 px patches at full resolution, 27 patches a batch of 8: a fraction of a second an epoch
+    args = ["train", "--role", "refiner", "--stage1", tiny_checkpoint, "--data", shared_dataset,
+            "--patch-factor", "1", "--epochs", "6", "--batch-size", "8", "--val-count", "3",
+            "--threads", "1", "--seed", "3", "--device", "cpu"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    reference = start(*args, "--out", full)
+
+    log = cut / "metrics.jsonl"
+    proc = start(*args, "--out", cut)
+    killed = kill_when(proc, lambda: log.is_file() and log.read_text().count("\n") >= 2)
+    assert killed, "the run finished before it could be killed"
+    assert reference.wait(timeout=120) == 0, stderr(reference)
+    assert len(_records(cut)) < 6 and not (cut / "summary.json").exists()
+    proc = start(*args, "--out", cut, "--resume")
+    assert proc.wait(timeout=120) == 0, stderr(proc)
+
+    assert [r["epoch"] for r in _records(cut)] == list(range(1, 7))
+    assert _records(cut) == _records(full)
+    assert all("val_stage1_mre_mm" in r for r in _records(cut))
+    summary = {p: json.loads((p / "summary.json").read_text()) for p in (full, cut)}
+    assert summary[cut]["best"] == summary[full]["best"]
+    a, b = (load_file(str(p / "best.safetensors")) for p in (full, cut))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
 def test_resume_drops_a_half_written_log_line(tmp_path):
     """A kill in the middle of appending an epoch's line leaves half a JSON line; resuming drops
     it (and lines past the resume state) instead of failing on it."""
-    from edgeld.train.trainer import _drop_log_lines_after
+    from edgeld.train.run_folder import drop_log_lines_after
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1, "train_loss": 1.0}\n{"epoch": 2, "train_loss": 0.5}\n'
                    '{"epoch": 3, "train_lo')
-    _drop_log_lines_after(log, 2)
+    drop_log_lines_after(log, 2)
     assert [json.loads(ln)["epoch"] for ln in log.read_text().splitlines()] == [1, 2]
-    _drop_log_lines_after(log, 1)
+    drop_log_lines_after(log, 1)
     assert log.read_text() == '{"epoch": 1, "train_loss": 1.0}\n'

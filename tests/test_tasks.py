@@ -2,7 +2,8 @@ import torch
 
 from edgeld.config import ModelSpec
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.train.tasks import MultiTaskTask, heatmap_loss, offset_loss, random_block_mask
+from edgeld.torchside.losses import heatmap_loss, offset_loss
+from edgeld.train.tasks import MultiTaskTask, random_block_mask
 
 
 def test_heatmap_loss_is_zero_at_the_target_and_positive_elsewhere():

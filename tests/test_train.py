@@ -11,7 +11,8 @@ import pytest
 
 from edgeld.config import InputSpec, TrainSpec
 from edgeld.core.errors import UserError
-from edgeld.train.trainer import lr_factor, split_train_val, train
+from edgeld.train.loop import lr_factor, split_train_val
+from edgeld.train.trainer import train
 
 FAST = TrainSpec(epochs=4, batch_size=4, lr=3e-3, warmup_epochs=1, val_count=3, threads=1)
 SMALL_INPUT = InputSpec(height=64, width=64)

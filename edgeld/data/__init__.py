@@ -1,7 +1,7 @@
 """Reading X-rays and landmark annotations. The letterbox they go through lives in
 `edgeld.core.letterbox`, shared with the runtime.
 
-Nothing here imports torch (the torch Dataset wrapper lives in `edgeld.data.torch_dataset`).
+Nothing here imports torch (the torch Datasets live in `edgeld.torchside`).
 """
 from edgeld.data.datasets import LandmarkDataset, Sample, open_dataset
 from edgeld.data.images import load_grayscale

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeld.core.errors import UserError, missing_extra
+from edgeld.data.limits import MAX_PIXELS
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _MAGIC_OFFSET = 128  # a DICOM file: 128-byte preamble, then b"DICM" (PS3.10 7.1)
@@ -146,8 +147,6 @@ def _check_supported(ds: Any, path: Path) -> None:
     if frames > 1:
         raise UserError(f"multi-frame DICOM ({frames} frames) is not supported: save the frame "
                         f"to analyse as a single-frame file: {path}")
-    from edgeld.data.images import MAX_PIXELS
-
     try:
         pixels = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0)
     except (TypeError, ValueError):

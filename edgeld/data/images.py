@@ -8,11 +8,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edgeld.core.errors import UserError
-
-# Decoding a 200-megapixel file is almost certainly a mistake on an X-ray device; refuse it before
-# allocating. Pillow raises only above twice its limit (and merely warns between), so the header
-# size is checked here as well.
-MAX_PIXELS = 200_000_000
+from edgeld.data.dicom import is_dicom, read_dicom
+from edgeld.data.limits import MAX_PIXELS
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
@@ -38,8 +35,6 @@ def load_grayscale_and_spacing(path: str | Path
         raise UserError(f"image not found: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"image is empty (0 bytes): {path}")
-    from edgeld.data.dicom import is_dicom, read_dicom  # imported here: dicom.py uses MAX_PIXELS
-
     if is_dicom(path):
         dicom = read_dicom(path)
         return dicom.pixels, dicom.spacing_mm, dicom.spacing_source

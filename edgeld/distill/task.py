@@ -22,7 +22,7 @@ from torch import nn
 
 from edgeld.distill.losses import attention_transfer, channel_wise, feature_mse, output_kd
 from edgeld.models.landmarknet import LandmarkNet
-from edgeld.train.tasks import heatmap_loss
+from edgeld.torchside.losses import heatmap_loss
 
 KD_METHODS = ("none", "output", "fitnet", "at", "cwd", "fsf", "fsf-out")
 LOSS_WEIGHTS = {

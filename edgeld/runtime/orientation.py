@@ -141,14 +141,21 @@ class OrientationReference:
 def fit_reference(films: Iterable[np.ndarray], height: int, width: int, mean: float, std: float,
                   fitted_on: str = "", size: int = THUMBNAIL_SIZE) -> OrientationReference:
     """The reference of upright 2D grayscale films for a model of (height, width) input with the
-    given normalisation: the normalised mean of their thumbnails, made as the runtime makes them."""
-    thumbs = []
-    for film in films:
-        x, box = preprocess(film, height, width, mean, std)
-        thumbs.append(thumbnail(x, box, mean, std, size))
-    if not thumbs:
+    given normalisation, their thumbnails made as the runtime makes them."""
+    def thumbs():
+        for film in films:
+            x, box = preprocess(film, height, width, mean, std)
+            yield thumbnail(x, box, mean, std, size)
+
+    return reference_from_thumbnails(thumbs(), fitted_on)
+
+
+def reference_from_thumbnails(thumbs: Iterable[np.ndarray], fitted_on: str = "") -> OrientationReference:
+    """The normalised mean of upright films' thumbnails (see `thumbnail`)."""
+    stack = list(thumbs)
+    if not stack:
         raise ValueError("no films to fit an orientation reference on")
-    mean = np.mean(np.stack(thumbs), axis=0)
+    mean = np.mean(np.stack(stack), axis=0)
     centred = mean - mean.mean()
     return OrientationReference((centred / np.linalg.norm(centred)).astype(np.float32),
                                 fitted_on=fitted_on)

@@ -1,4 +1,5 @@
-"""torch.distributed set-up for `torchrun` (DDP): gloo on CPU, NCCL on GPUs; a no-op alone."""
+"""Where training runs: torch.distributed set-up for `torchrun` (DDP: gloo on CPU, NCCL on GPUs; a
+no-op alone) and the device each process computes on."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from edgeld.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,16 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'cpu', 'cuda' (this process's GPU under torchrun) or 'auto' (CUDA when there is one)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: this torch build sees no CUDA GPU; use --device cpu")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise UserError(f"--device must be auto, cpu or cuda (got {name!r})")
+    return torch.device("cpu")

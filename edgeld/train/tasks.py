@@ -1,6 +1,7 @@
 """Training objectives as tasks: each returns a dict of named, unweighted losses.
 
-A batch is (inputs (N,1,H,W), heatmap targets (N,K,h,w), landmark cells (N,K,2)).
+A whole-image batch is (inputs (N,1,H,W), heatmap targets (N,K,h,w), landmark cells (N,K,2));
+a refiner's is (patches (N,1,S,S), targets (N,1,h,w), landmark index (N,)).
 """
 from __future__ import annotations
 
@@ -10,25 +11,7 @@ from torch.nn import functional as F
 
 from edgeld.models.aux_heads import AuxiliaryHeads
 from edgeld.models.landmarknet import LandmarkNet
-
-
-def heatmap_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """KL divergence between Gaussian targets and each map's spatial softmax, mean over maps."""
-    log_p = F.log_softmax(logits.flatten(2), dim=2)
-    t = targets.flatten(2)
-    return (t * (torch.log(t.clamp_min(1e-12)) - log_p)).sum(dim=2).mean()
-
-
-def offset_loss(pred: torch.Tensor, cells: torch.Tensor, radius: float = 2.0) -> torch.Tensor:
-    """L1 between predicted (N,K,2,h,w) and true sub-cell vectors, on cells within `radius`."""
-    n, k, _, h, w = pred.shape
-    ys = torch.arange(h, dtype=pred.dtype, device=pred.device).view(1, 1, h, 1)
-    xs = torch.arange(w, dtype=pred.dtype, device=pred.device).view(1, 1, 1, w)
-    dx = cells[..., 0, None, None] - xs
-    dy = cells[..., 1, None, None] - ys
-    target = torch.stack([dx.expand(n, k, h, w), dy.expand(n, k, h, w)], dim=2)
-    mask = ((dx ** 2 + dy ** 2) <= radius ** 2).unsqueeze(2).to(pred.dtype)
-    return ((pred - target).abs() * mask).sum() / mask.sum().clamp_min(1.0) / 2.0
+from edgeld.torchside.losses import heatmap_loss, offset_loss, own_channel_heatmap_loss
 
 
 def random_block_mask(x: torch.Tensor, block: int, ratio: float, prob: float,
@@ -87,3 +70,16 @@ class MultiTaskTask(nn.Module):
             err = (aux["reconstruction"] - clean).abs() * cell_mask
             losses["reconstruction"] = err.sum() / cell_mask.sum().clamp_min(1.0)
         return losses
+
+
+class RefinerTask(nn.Module):
+    """A cascade's refinement stage: each patch trains only its own landmark's channel."""
+
+    loss_weights = {"heatmap": 1.0}
+
+    def __init__(self, net: LandmarkNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, targets, k) -> dict[str, torch.Tensor]:
+        return {"heatmap": own_channel_heatmap_loss(self.net(x), targets, k)}

@@ -1,39 +1,35 @@
-"""Train a heatmap network on a dataset's train split, selecting on a validation split carved from it.
+"""Whole-image heatmap roles (student, teacher, reference): their models, objectives and validation.
 
-The run folder holds `best.safetensors` (the selected model), `last.pt` (everything needed to
-resume: model, optimizer, scheduler, RNG states), `metrics.jsonl` (one line per epoch) and
-`config.json` (the recipe).
+`train` builds a role's setup and runs it through the one loop every role shares
+(`edgeld.train.loop`); the run folder is described in `edgeld.train.run_folder`.
 """
 from __future__ import annotations
 
-import copy
-import json
-import math
-import os
-import time
+import functools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from edgeld import __version__
 from edgeld.config import HeatmapSpec, InputSpec, ModelSpec, TrainSpec, to_dict
 from edgeld.core.codec import SoftmaxHeatmapCodec
 from edgeld.core.contract import ModelIO
+from edgeld.core.letterbox import normalize
 from edgeld.core.errors import UserError
-from edgeld.core.files import atomic_write_bytes, atomic_write_json, check_output_folder
-from edgeld.data import open_dataset
-from edgeld.data.torch_dataset import CachedSample, HeatmapDataset, cache_samples
+from edgeld.data import LandmarkDataset, Sample, open_dataset
 from edgeld.metrics import radial_errors_mm, sdr_percent
-from edgeld.models.checkpoint import save_checkpoint
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime.detector import decode_to_source
-from edgeld.train.distributed import Distributed
+from edgeld.runtime.orientation import OrientationReference, reference_from_thumbnails, thumbnail
+from edgeld.torchside.heatmap_dataset import CachedSample, HeatmapDataset, cache_samples
+# resolve_device, split_train_val and lr_factor lived here once; importable from here still
+from edgeld.train.distributed import resolve_device  # noqa: F401
+from edgeld.train.loop import (RoleSetup, RunContext, lr_factor, run_training_loop,  # noqa: F401
+                               split_train_val, start_run)
+from edgeld.train.run_folder import check_run_folder
 from edgeld.train.tasks import HeatmapTask, MultiTaskTask
 
 ROLE_MODELS = {
@@ -57,22 +53,6 @@ def make_task(net: LandmarkNet, spec: TrainSpec) -> torch.nn.Module:
     if spec.offset_weight > 0 or spec.reconstruction_weight > 0:
         return MultiTaskTask(net, spec.offset_weight, spec.reconstruction_weight)
     return HeatmapTask(net)
-
-
-def split_train_val(n: int, val_count: int, seed: int) -> tuple[list[int], list[int]]:
-    """A seeded, reproducible carve-out of `val_count` validation indices from n training images."""
-    if not 0 < val_count < n:
-        raise UserError(f"--val-count must be between 1 and {n - 1} for a train split of {n} images")
-    order = np.random.default_rng(seed).permutation(n)
-    return sorted(order[val_count:].tolist()), sorted(order[:val_count].tolist())
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up, then cosine decay to 1% of the peak."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @torch.no_grad()
@@ -112,17 +92,6 @@ def load_teacher(ref: str, io: ModelIO) -> tuple[LandmarkNet, str]:
     return teacher, sha256_file(path)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'cpu', 'cuda' (this process's GPU under torchrun) or 'auto' (CUDA when there is one)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: this torch build sees no CUDA GPU; use --device cpu")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise UserError(f"--device must be auto, cpu or cuda (got {name!r})")
-    return torch.device("cpu")
 
 
 def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = TrainSpec(),
@@ -134,169 +103,72 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     With `kd` other than "none", the student learns from the frozen `teacher` as well (see
     edgeld.distill.task). `device` changes where the arithmetic runs, not the recipe: the same
     data order, augmentation and schedule (CUDA kernels are not bit-identical to CPU ones)."""
+    _check_options(role, spec, kd, teacher)
+    out = Path(out_dir)
+    check_run_folder(out, resume)
+    dataset = open_dataset(data_dir)
+    samples = dataset.split("train")
+    split = split_train_val(len(samples), spec.val_count, spec.seed)
+    run = start_run(spec, device)
+    progress = progress and run.ddp.is_main
+    setup = _heatmap_setup(dataset, str(data_dir), samples, split, role, spec, input_spec,
+                           heatmap_spec, kd, teacher, run, progress)
+    return run_training_loop(setup, spec, out, run, resume, progress)
+
+
+def _check_options(role: str, spec: TrainSpec, kd: str, teacher: str | None) -> None:
+    if role not in ROLE_MODELS:
+        raise UserError(f"--role must be one of {', '.join(ROLE_MODELS)} here (got {role!r}); "
+                        "a refiner trains with edgeld.train.refiner.train_refiner")
     if (kd == "none") != (teacher is None):
         raise UserError("--kd METHOD and --teacher MODEL go together (or neither)")
     if kd != "none" and role != "student":
         raise UserError("distillation trains a student: use --role student with --kd")
     if kd != "none" and (spec.offset_weight or spec.reconstruction_weight):
         raise UserError("--aux (multi-task) and --kd are separate recipes; choose one")
-    out = Path(out_dir)
-    check_output_folder(out)
-    last_path = out / "last.pt"
-    if resume and not last_path.is_file():
-        raise UserError(f"--resume: no {last_path} to resume from")
-    if not resume and (out / "best.safetensors").exists():
-        raise UserError(f"{out} already holds a trained run; use --resume or another --out")
-    dataset = open_dataset(data_dir)
-    samples = dataset.split("train")
-    reference = dataset.default_reference
-    fit_idx, val_idx = split_train_val(len(samples), spec.val_count, spec.seed)
-    ddp = Distributed.from_env()
-    if spec.batch_size % ddp.world_size:
-        raise UserError(f"--batch-size {spec.batch_size} must divide evenly over {ddp.world_size} "
-                        "processes (it is the global batch)")
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    torch.manual_seed(spec.seed)
-    progress = progress and ddp.is_main
 
+
+def _orientation_reference(fit: list[CachedSample], input_spec: InputSpec, dataset: str
+                           ) -> OrientationReference:
+    """What the training films look like upright, for the runtime's orientation check: their
+    thumbnails made from the letterboxed images exactly as the runtime makes them."""
+    mean, std = input_spec.mean, input_spec.std
+    thumbs = (thumbnail(normalize(c.image, mean, std)[None], c.box, mean, std) for c in fit)
+    return reference_from_thumbnails(thumbs, f"{dataset} training images ({len(fit)} films)")
+
+
+def _heatmap_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample],
+                   split: tuple[list[int], list[int]], role: str, spec: TrainSpec,
+                   input_spec: InputSpec, heatmap_spec: HeatmapSpec, kd: str, teacher: str | None,
+                   run: RunContext, progress: bool) -> RoleSetup:
+    """Letterboxed images with augmentation; the role's model and objective; validation MRE."""
+    reference = dataset.default_reference
     h, w = input_spec.height, input_spec.width
     io = ModelIO(input_spec, heatmap_spec, dataset.landmark_names)
     codec = io.codec()
     cached = cache_samples(samples, h, w, reference, progress)
-    fit = [cached[i] for i in fit_idx]
-    val = [cached[i] for i in val_idx]
+    fit = [cached[i] for i in split[0]]
+    val = [cached[i] for i in split[1]]
+    io = replace(io, orientation=_orientation_reference(fit, input_spec, dataset.name).to_dict())
     val_inputs = torch.stack([HeatmapDataset(val, codec, input_spec.mean, input_spec.std)[i][0]
                               for i in range(len(val))])
     train_set = HeatmapDataset(fit, codec, input_spec.mean, input_spec.std, spec,
-                               seed=spec.seed + ddp.rank)
-    generator = torch.Generator().manual_seed(spec.seed)
-    sampler = (DistributedSampler(train_set, ddp.world_size, ddp.rank, shuffle=True, seed=spec.seed,
-                                  drop_last=True) if ddp.enabled else None)
-    loader = DataLoader(train_set, batch_size=spec.batch_size // ddp.world_size,
-                        shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        generator=generator, num_workers=0)
-
+                               seed=spec.seed + run.ddp.rank)
     model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
     model = LandmarkNet(model_spec)
     teacher_sha = None
-    if kd != "none":
+    if kd != "none":  # the teacher after the student: both draw from the seeded torch stream
         from edgeld.distill.task import DistillationTask
 
         teacher_net, teacher_sha = load_teacher(teacher, io)
         task = DistillationTask(model, teacher_net, kd)
     else:
         task = make_task(model, spec)
-    dev = resolve_device(device, ddp.local_rank)
-    task.to(dev)
-    optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=spec.lr,
-                                  weight_decay=spec.weight_decay)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise UserError(f"{len(fit)} training images is fewer than one batch of {spec.batch_size}")
-    total = spec.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, spec.warmup_epochs * steps_per_epoch, total))
     recipe = {"role": role, "kd": kd, "teacher": teacher, "teacher_sha256": teacher_sha,
-              "loss_weights": task.loss_weights, "data": str(data_dir), "dataset": dataset.name,
+              "loss_weights": task.loss_weights, "data": data_dir, "dataset": dataset.name,
               "reference": reference, "train": to_dict(spec), "input": to_dict(input_spec),
               "heatmap": to_dict(heatmap_spec), "model": to_dict(model_spec),
-              "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__,
-              "device": dev.type}
-
-    # DDP averages gradients over processes; the task's loss_weights stay on the plain module
-    step_fn = (DistributedDataParallel(task, device_ids=[dev] if dev.type == "cuda" else None)
-               if ddp.enabled else task)
-    start_epoch, best, elapsed = 0, {"val_mre_mm": float("inf")}, 0.0
-    if resume:
-        state = torch.load(last_path, weights_only=True, map_location=dev)
-        task.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        generator.set_state(state["loader_rng"].cpu())
-        if ddp.is_main:  # other ranks' augmentation streams are reseeded, not restored
-            train_set.rng.bit_generator.state = state["augment_rng"]
-        else:
-            train_set.rng = np.random.default_rng([spec.seed, ddp.rank, state["epoch"]])
-        start_epoch, best, elapsed = state["epoch"], state["best"], state["elapsed_s"]
-        _drop_log_lines_after(out / "metrics.jsonl", start_epoch)
-    elif ddp.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", {**recipe, "processes": ddp.world_size})
-
-    for epoch in range(start_epoch, spec.epochs):
-        t0 = time.perf_counter()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        task.train()
-        losses, named = [], {}
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{spec.epochs}", disable=not progress, leave=False)
-        for x, target, cells in bar:
-            x, target, cells = x.to(dev), target.to(dev), cells.to(dev)
-            parts = step_fn(x, target, cells)
-            loss = sum(task.loss_weights[name] * value for name, value in parts.items())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            for name, value in parts.items():
-                named.setdefault(name, []).append(value.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if not ddp.is_main:  # rank 0 validates, logs and checkpoints; the others wait for it
-            ddp.barrier()
-            continue
-        metrics = validate(model, val, codec, val_inputs, reference, spec.batch_size)
-        elapsed += time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                  **{f"loss_{k}": float(np.mean(v)) for k, v in named.items()},
-                  "lr": optimizer.param_groups[0]["lr"], **metrics, "elapsed_s": round(elapsed, 1)}
-        if metrics["val_mre_mm"] < best["val_mre_mm"]:
-            best = {**metrics, "epoch": epoch + 1}
-            cpu_model = copy.deepcopy(model).cpu() if dev.type != "cpu" else model
-            save_checkpoint(out / "best.safetensors", cpu_model, io,
-                            {"training": {**recipe, "best": best}})
-        with open(out / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-        _save_resume_state(last_path, task, optimizer, scheduler, generator, train_set, epoch + 1,
-                           best, elapsed)
-        if progress:
-            tqdm.write(f"epoch {epoch + 1:3d}  loss {record['train_loss']:.4f}  "
-                       f"val MRE {metrics['val_mre_mm']:.3f} mm  SDR@2mm {metrics['val_sdr_2mm']:.1f}%  "
-                       f"best {best['val_mre_mm']:.3f} mm (epoch {best.get('epoch')})")
-        ddp.barrier()
-    summary = {"best": best, "checkpoint": str(out / "best.safetensors"), "wall_s": round(elapsed, 1),
-               "rank": ddp.rank}
-    if ddp.is_main:
-        atomic_write_json(out / "summary.json", summary)
-    ddp.close()
-    return summary
-
-
-def _drop_log_lines_after(log: Path, epoch: int) -> None:
-    """A kill after an epoch's log line but before its resume state: that epoch runs again.
-    A kill in the middle of writing a line leaves half a line: dropped too."""
-    if log.is_file():
-        lines = [ln for ln in log.read_text(encoding="utf-8").splitlines()
-                 if _log_epoch(ln) is not None and _log_epoch(ln) <= epoch]
-        # whole or not at all: a second kill here must not lose the epochs already logged
-        atomic_write_bytes(log, "".join(ln + "\n" for ln in lines).encode("utf-8"))
-
-
-def _log_epoch(line: str) -> int | None:
-    try:
-        return int(json.loads(line)["epoch"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _save_resume_state(path: Path, task, optimizer, scheduler, generator, train_set, epoch: int,
-                       best: dict, elapsed: float) -> None:
-    state = {"model": task.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-             "loader_rng": generator.get_state(), "augment_rng": train_set.rng.bit_generator.state,
-             "epoch": epoch, "best": best, "elapsed_s": elapsed}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+              "val_images": [samples[i].image_id for i in split[1]], "edgeld": __version__}
+    validation = functools.partial(validate, model, val, codec, val_inputs, reference,
+                                   spec.batch_size)
+    return RoleSetup(task, train_set, validation, io, recipe)
