@@ -544,7 +544,7 @@ def orientation_check(model, images) -> None:
     for path, film in films:
         check = detector.check_orientation(film)
         if check is None:
-            raise UserError(f"{model} carries no orientation reference; add one with "
+            raise UserError(f"{model} carries no usable orientation reference; fit one with "
                             f"`edgeld orientation fit {model} --data DIR --split train --out PATH`")
         click.echo(f"{path}: {check.orientation.describe()} (correlation {check.score:.2f})")
 
@@ -568,7 +568,9 @@ def orientation_fit(model, data_dir, split, out) -> None:
     src = checkpoint_path(model)
     reference = fit_on_split(ModelIO.from_dict(checkpoint_metadata(src)["io"]), data_dir, split)
     attach_to_checkpoint(src, out, reference)
-    click.echo(f"wrote {out} (orientation reference from {reference.fitted_on})")
+    verdict = "used" if reference.usable else "too weak to use: films are measured as given"
+    click.echo(f"wrote {out} (orientation reference from {reference.fitted_on}; separation "
+               f"{reference.separation:.3f} on its own films, {verdict})")
 
 
 @cli.command()

@@ -110,8 +110,9 @@ class LandmarkDetector:
         self.codec = io.codec()
         # films facing the other way or turned are put upright first (models that carry a
         # reference; `correct_orientation=False` measures every film as given)
-        self.orientation = (OrientationReference.from_dict(io.orientation)
-                            if correct_orientation and io.orientation and not io.patch_size else None)
+        reference = (OrientationReference.from_dict(io.orientation)
+                     if correct_orientation and io.orientation and not io.patch_size else None)
+        self.orientation = reference if reference is not None and reference.usable else None
         self.runner.activate()
 
     def close(self) -> None:

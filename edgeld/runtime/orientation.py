@@ -25,6 +25,10 @@ THUMBNAIL_SIZE = 48
 # Reorient only when another orientation beats "as given" by this much normalised correlation:
 # on the 150 test1 films shown in all eight orientations the right one wins by 0.165 at the least
 # (1st percentile 0.22), so a smaller gap means the thumbnail is no evidence either way.
+# A reference is used only when it tells its own training films apart from their mirror and
+# quarter-turn views by at least twice that (5th percentile of the films' margins): films that
+# look alike either way (symmetric test patterns, say) get no correction rather than a coin toss.
+SEPARATION_PERCENTILE = 5.0
 MIN_MARGIN = 0.05
 
 
@@ -106,11 +110,18 @@ class OrientationCheck:
 
 @dataclass(frozen=True)
 class OrientationReference:
-    """A zero-mean, unit-norm thumbnail of upright training films and the decision margin."""
+    """A zero-mean, unit-norm thumbnail of upright training films, the decision margin, and how
+    well it separated its own films' upright view from the other seven (`separation`)."""
 
     template: np.ndarray
     min_margin: float = MIN_MARGIN
     fitted_on: str = ""
+    separation: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        """Whether the reference tells orientations apart well enough to act on."""
+        return self.separation >= 2 * self.min_margin
 
     def check(self, thumb: np.ndarray) -> OrientationCheck:
         """Which of ALL_ORIENTATIONS the thumbnail shows; 'as given' unless another one wins by
@@ -125,7 +136,7 @@ class OrientationReference:
         """JSON-ready form (template as base64 float16, row-major) for manifests and checkpoints."""
         data = self.template.astype("<f2").tobytes()
         return {"size": int(self.template.shape[0]), "min_margin": self.min_margin,
-                "fitted_on": self.fitted_on,
+                "fitted_on": self.fitted_on, "separation": self.separation,
                 "template_float16_base64": base64.b64encode(data).decode("ascii")}
 
     @classmethod
@@ -135,7 +146,8 @@ class OrientationReference:
         if len(raw) != 2 * size * size:
             raise ValueError(f"orientation template holds {len(raw)} bytes, expected {2 * size * size}")
         template = np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(size, size)
-        return cls(template, float(data.get("min_margin", MIN_MARGIN)), str(data.get("fitted_on", "")))
+        return cls(template, float(data.get("min_margin", MIN_MARGIN)), str(data.get("fitted_on", "")),
+                   float(data.get("separation", 0.0)))
 
 
 def fit_reference(films: Iterable[np.ndarray], height: int, width: int, mean: float, std: float,
@@ -158,4 +170,24 @@ def reference_from_thumbnails(thumbs: Iterable[np.ndarray], fitted_on: str = "")
     mean = np.mean(np.stack(stack), axis=0)
     centred = mean - mean.mean()
     return OrientationReference((centred / np.linalg.norm(centred)).astype(np.float32),
-                                fitted_on=fitted_on)
+                                fitted_on=fitted_on, separation=_leave_one_out_separation(stack))
+
+
+def _leave_one_out_separation(thumbs: list[np.ndarray]) -> float:
+    """The SEPARATION_PERCENTILE-th percentile, over films, of how far each film's upright view
+    stands above its best other view, each film scored against a reference of the others (in
+    sample, a few films would always look separable); 0 for a single film."""
+    if len(thumbs) < 2:
+        return 0.0
+    total = np.sum(thumbs, axis=0)
+    margins = []
+    for thumb in thumbs:
+        others = total - thumb
+        others = others - others.mean()
+        norm = float(np.linalg.norm(others))
+        if norm == 0:
+            return 0.0
+        scores = OrientationReference((others / norm).astype(np.float32)).check(thumb).scores
+        margins.append(scores[0] - max(scores[1:]))
+    return round(float(np.percentile(margins, SEPARATION_PERCENTILE)), 4)
+
