@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeld.errors import UserError
+from edgeld.options import REFERENCES
 
 ISBI2015_LANDMARKS = (
     "sella", "nasion", "orbitale", "porion", "subspinale", "supramentale", "pogonion", "menton",
@@ -23,7 +24,6 @@ ISBI2015_LANDMARKS = (
     "anterior_nasal_spine", "articulare",
 )
 CHALLENGE_SPLITS = {"train": "TrainingData", "test1": "Test1Data", "test2": "Test2Data"}
-REFERENCES = ("senior", "junior", "mean")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-TORCH_BACKENDS = ("torch-cpu", "torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graphs")
+from edgeld.options import TORCH_BACKENDS
 
 
 class TorchRunner:
