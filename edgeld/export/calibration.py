@@ -92,7 +92,10 @@ def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str
     dataset = open_dataset(data_dir)
     samples = dataset.split(split)
     chosen = [samples[i] for i in select_images(samples, count, method, seed, progress)]
-    tensors = _preprocess_all(chosen, io, progress)
+    spec = {"input_height": io.input_height, "input_width": io.input_width,
+            "mean": io.mean, "std": io.std, "reducing_gap": REDUCING_GAP,
+            "letterbox": "centred, zero padding, antialiased bilinear"}
+    tensors = _preprocess_all(chosen, spec, progress)
     out = Path(out_dir)
     manifest = {
         "format": CALIBRATION_FORMAT,
@@ -101,18 +104,18 @@ def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str
         "selection": {"method": method, "seed": seed, "count": count,
                       "features": f"letterboxed {THUMBNAIL_HW[0]}x{THUMBNAIL_HW[1]} thumbnail + "
                                   "intensity percentiles" if method == "diverse" else None},
-        "preprocess": {"input_height": io.input_height, "input_width": io.input_width,
-                       "mean": io.mean, "std": io.std, "reducing_gap": REDUCING_GAP,
-                       "letterbox": "centred, zero padding, antialiased bilinear"},
+        "preprocess": spec,
         "images": [{"id": s.image_id, "sha256": sha256_file(s.path)} for s in chosen],
     }
     _write_tensors(out, tensors, manifest)
     return CalibrationSet(manifest, tensors)
 
 
-def _preprocess_all(samples: list[Sample], io: ModelIO, progress: bool) -> np.ndarray:
-    return np.stack([preprocess(load_grayscale(s.path), io.input_height, io.input_width, io.mean,
-                                io.std)[0]
+def _preprocess_all(samples: list[Sample], spec: dict[str, Any], progress: bool) -> np.ndarray:
+    """Model inputs as the manifest's `preprocess` entry describes them: the one record both a
+    new set and a regenerated one follow (only the input side of the model matters here)."""
+    return np.stack([preprocess(load_grayscale(s.path), spec["input_height"], spec["input_width"],
+                                spec["mean"], spec["std"])[0]
                      for s in tqdm(samples, desc="calibration tensors", disable=not progress,
                                    leave=False)]).astype(np.float32)
 
@@ -162,8 +165,6 @@ def regenerate(folder: Path, manifest: dict[str, Any], data_dir: str | Path | No
             raise UserError(f"calibration image {entry['id']} is missing or changed in {root}; "
                             "rebuild the set with `edgeld calibrate`")
         samples.append(sample)
-    p = manifest["preprocess"]
-    io = ModelIO(p["input_height"], p["input_width"], p["mean"], p["std"], 4, 1.5, ())
-    tensors = _preprocess_all(samples, io, progress)
+    tensors = _preprocess_all(samples, manifest["preprocess"], progress)
     _write_tensors(folder, tensors, manifest)
     return CalibrationSet(manifest, tensors)
