@@ -2,49 +2,32 @@
 from __future__ import annotations
 
 import importlib.util
-import json
-from pathlib import Path
 from typing import Any
 
 from edgeld.errors import UserError
-from edgeld.load import checkpoint_path, model_kind
-from edgeld.runtime.manifest import read_manifest, sha256_file
+from edgeld.model_ref import ModelArg, checkpoint_metadata, resolve_model
+from edgeld.runtime.manifest import sha256_file
+
+__all__ = ["backend_report", "checkpoint_metadata", "model_info"]
 
 
-def checkpoint_metadata(path: Path) -> dict[str, Any]:
-    """The edgeld description stored in a safetensors checkpoint, read without torch."""
-    from safetensors import SafetensorError, safe_open
-
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            return json.loads((fh.metadata() or {}).get("edgeld", "{}"))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
-
-
-def model_info(ref: str) -> dict[str, Any]:
+def model_info(model: ModelArg) -> dict[str, Any]:
     """The `info --json` record of a MODEL argument."""
-    kind = model_kind(ref)
-    if kind in ("onnx", "engine"):
-        path = Path(ref)
-        if not path.is_file():
-            raise UserError(f"model file not found: {path}")
-        manifest = read_manifest(path)
-        io, source = manifest["io"], manifest.get("source", {})
+    ref = resolve_model(model)
+    meta, path = ref.metadata, ref.path
+    if ref.is_checkpoint and "io" not in meta:
+        raise UserError(f"{path} is not an edgeld checkpoint")
+    io = meta["io"]
+    if ref.is_artifact:
+        source = meta.get("source", {})
         params, macs = source.get("params"), source.get("macs")
-        precision = manifest["artifact"].get("precision", "fp32")
+        precision = meta["artifact"].get("precision", "fp32")
     else:
-        path = checkpoint_path(ref)
-        meta = checkpoint_metadata(path)
-        if "io" not in meta:
-            raise UserError(f"{path} is not an edgeld checkpoint")
-        io, params, macs, precision = meta["io"], meta.get("params"), meta.get("macs"), "fp32"
+        params, macs, precision = meta.get("params"), meta.get("macs"), "fp32"
     patch_size = io.get("patch_size", 0)
     return {
-        "name": ref,
-        "kind": kind,
+        "name": ref.name,
+        "kind": ref.kind,
         "file": str(path),
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
