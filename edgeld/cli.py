@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from edgeld import __version__
+from edgeld import __version__, options
 from edgeld.core.errors import UserError
+from edgeld.model_ref import ModelRef, resolve_model
 
 
 class EdgeldGroup(click.Group):
@@ -51,6 +52,11 @@ def _write_json(path: str | None, data) -> None:
         atomic_write_json(path, data)
 
 
+def _resolve(model: str, refiners: tuple[str, ...] = ()) -> tuple[ModelRef, list[ModelRef]]:
+    """MODEL and its --refiner stages, resolved once here and passed on as ModelRefs."""
+    return resolve_model(model), [resolve_model(r) for r in refiners]
+
+
 def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None, ...] = ()) -> None:
     """Refuse an output location that cannot be written before the work, not after it."""
     from edgeld.core.files import check_output_folder
@@ -65,14 +71,14 @@ def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None
 
 @cli.command()
 @click.option("--data", "data_dir", required=True, help="Dataset folder (either layout).")
-@click.option("--role", type=click.Choice(["student", "teacher", "reference", "refiner"]),
+@click.option("--role", type=click.Choice(options.ROLES),
               default="student",
               show_default=True, help="refiner: a cascade's patch-refinement stage (needs --stage1).")
 @click.option("--stage1", default=None, help="The first stage a refiner is selected with.")
 @click.option("--patch-factor", type=click.IntRange(1), default=None,
               help="Refiner: source pixels per patch pixel (ISBI: 2 = 0.2 mm, the default; 4 = 0.4 mm).")
 @click.option("--teacher", default=None, help="Teacher for distillation (built-in name or checkpoint).")
-@click.option("--kd", type=click.Choice(["none", "fsf", "fsf-out", "output", "fitnet", "at", "cwd"]),
+@click.option("--kd", type=click.Choice(options.KD_METHODS),
               default="none", show_default=True,
               help="Distillation: fsf = FSF-LD feature sharing; output, fitnet, at, cwd = baselines.")
 @click.option("--out", "out_dir", required=True, help="Run folder for checkpoints and logs.")
@@ -87,7 +93,7 @@ def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None
 @click.option("--aux/--no-aux", default=None,
               help="Multi-task pretraining (offset regression + masked reconstruction); "
                    "default: on for the teacher, off for the student.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+@click.option("--device", type=click.Choice(options.TRAIN_DEVICES), default="auto",
               show_default=True, help="Where to train: auto takes a CUDA GPU when torch sees one.")
 def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
           threads, aux, device) -> None:
@@ -151,7 +157,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.argument("model")
 @click.option("--data", "data_dir", required=True)
 @click.option("--split", required=True)
-@click.option("--reference", type=click.Choice(["senior", "junior", "mean"]), default=None,
+@click.option("--reference", type=click.Choice(options.REFERENCES), default=None,
               help="Annotation to compare with (default: the dataset's, senior for ISBI).")
 @click.option("--json", "json_path", default=None, help="Write the results as JSON here.")
 @click.option("--baseline", is_flag=True, help="Also report the mean-shape baseline.")
@@ -166,7 +172,8 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
     _check_outputs(files=(json_path,))
     dataset = open_dataset(data_dir)
     dataset.split(split)
-    detector = open_detector(model, refiner=refiner)
+    ref, refiners = _resolve(model, refiner)
+    detector = open_detector(ref, refiner=refiners)
     result = {"model": " + ".join((model, *refiner)), "data": str(data_dir),
               **run_eval(detector, dataset, split, reference)}
     rows = [result]
@@ -182,15 +189,15 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
 
 @cli.command()
 @click.argument("model")
-@click.option("--to", "target_format", type=click.Choice(["onnx", "fp16", "int8", "engine"]),
+@click.option("--to", "target_format", type=click.Choice(options.EXPORT_FORMATS),
               required=True, help="onnx: FP32 ONNX; fp16: FP16 ONNX (float32 I/O); int8: Q/DQ ONNX "
                                   "from calibration data; engine: TensorRT engine from an exported ONNX.")
 @click.option("--out", required=True, help="Output path, e.g. student.onnx; the manifest goes to OUT.json.")
 @click.option("--calibration", default=None, help="Calibration set folder (INT8), from `edgeld calibrate`.")
-@click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
+@click.option("--target", type=click.Choice(options.INT8_TARGETS), default="tensorrt", show_default=True,
               help="INT8 layout: tensorrt = symmetric signed INT8, float biases (portable); "
                    "cpu = unsigned activations with zero points (fastest on x86 ONNX Runtime).")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+@click.option("--method", type=click.Choice(options.CALIBRATION_METHODS), default="minmax",
               show_default=True, help="INT8 activation-range calibration.")
 @click.option("--max-mre-increase", type=float, default=None,
               help="Accuracy gate in mm against FP32 (default 0.05 for int8, 0.01 for fp16).")
@@ -198,7 +205,7 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
               help="Dataset for the accuracy gate (default: the calibration set's dataset).")
 @click.option("--split", default=None,
               help="Gate split (default: the model's own validation images, held out from train).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+@click.option("--precision", type=click.Choice(options.PRECISIONS), default=None,
               help="Engine precision (--to engine); must match what the ONNX holds on TensorRT 11.")
 @click.option("--batch-sizes", default="1,1,8", show_default=True, metavar="MIN,OPT,MAX",
               help="Engine optimization profile over batch sizes.")
@@ -208,8 +215,6 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
 def export(model, target_format, out, calibration, target, method, max_mre_increase, data_dir,
            split, precision, batch_sizes, timing_cache, legacy_calibration) -> None:
     """Export MODEL to a deployable artifact plus manifest (PATH.json)."""
-    from edgeld.load import model_kind
-
     _check_outputs(files=(out,))
     engine_only = {"--precision": precision, "--timing-cache": timing_cache,
                    "--legacy-calibration": legacy_calibration}
@@ -217,8 +222,9 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
         for name, value in engine_only.items():
             if value is not None:
                 raise UserError(f"{name} applies to --to engine only")
-    else:
-        if model_kind(model) != "onnx":
+    ref = resolve_model(model)
+    if target_format == "engine":
+        if ref.kind != "onnx":
             raise UserError("--to engine builds from an exported .onnx (with its manifest); "
                             "run `edgeld export MODEL --to onnx|fp16|int8` first")
         from edgeld.export.tensorrt import build_engine
@@ -227,7 +233,7 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
             sizes = tuple(int(v) for v in batch_sizes.split(","))
         except ValueError:
             raise UserError(f"--batch-sizes must look like 1,1,8 (got {batch_sizes!r})") from None
-        manifest = build_engine(model, out, precision or "fp32", sizes, timing_cache,
+        manifest = build_engine(ref.path, out, precision or "fp32", sizes, timing_cache,
                                 legacy_calibration)
         built = manifest.section("tensorrt")
         click.echo(f"wrote {out} and {out}.json (TensorRT {built['version']}, "
@@ -237,12 +243,12 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
     if target_format == "onnx":
         from edgeld.export.onnx import export_onnx
 
-        if model_kind(model) not in ("builtin", "checkpoint"):
+        if not ref.is_checkpoint:
             raise UserError(f"--to onnx needs a built-in model or a .safetensors checkpoint, not {model}")
         for name, value in (("--calibration", calibration), ("--max-mre-increase", max_mre_increase)):
             if value is not None:
                 raise UserError(f"{name} does not apply to --to onnx (FP32 is checked by parity)")
-        manifest = export_onnx(model, out)
+        manifest = export_onnx(ref, out)
         parity = manifest.section("parity")
         click.echo(f"wrote {out} ({manifest.artifact.bytes / 1e6:.2f} MB) and {out}.json; "
                    f"ONNX Runtime vs torch: max logit diff {parity['max_abs_logit_diff']:.1e}, "
@@ -252,7 +258,7 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
 
     if target_format == "fp16" and (target != "tensorrt" or method != "minmax"):
         raise UserError("--target and --method apply to --to int8 only")
-    manifest = export_lowered(model, out, target_format, calibration, target, method,
+    manifest = export_lowered(ref, out, target_format, calibration, target, method,
                               max_mre_increase, data_dir, split, echo=click.echo)
     gate = manifest.section("gate")
     click.echo(f"wrote {out} ({manifest.artifact.bytes / 1e6:.2f} MB) and {out}.json; "
@@ -268,18 +274,15 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
 @click.option("--out", "out_dir", required=True, help="Folder, e.g. calibration/isbi2015-train-64.")
 @click.option("--model", default="isbi2015-student", show_default=True,
               help="The model whose preprocessing the tensors follow.")
-@click.option("--method", type=click.Choice(["diverse", "random", "first"]), default="diverse",
+@click.option("--method", type=click.Choice(options.SELECTION_METHODS), default="diverse",
               show_default=True, help="How images are chosen.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
     """Write an INT8 calibration set: a manifest plus preprocessed tensors."""
-    from edgeld.core.contract import ModelIO
     from edgeld.export.calibration import build_calibration
-    from edgeld.info import model_info
 
     _check_outputs(folders=(out_dir,))
-    info = model_info(model)
-    io = ModelIO.from_dict(info["io"])
+    io = resolve_model(model).io
     cal = build_calibration(data_dir, split, count, out_dir, io, method, seed)
     click.echo(f"wrote {out_dir}/manifest.json and tensors.npy: {len(cal.tensors)} images from "
                f"{split} ({method})")
@@ -304,7 +307,8 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
     user_spacing = _parse_spacing(spacing) if spacing is not None else None
     _check_outputs(files=(json_path,), folders=(overlay_dir,))
     loaded = [(path, *load_grayscale_and_spacing(path)) for path in images]  # fail early
-    detector = open_detector(model, refiner=refiner)
+    ref, refiners = _resolve(model, refiner)
+    detector = open_detector(ref, refiner=refiners)
     records = []
     n_px_only = 0
     for path, image, file_spacing, file_source in loaded:
@@ -367,8 +371,7 @@ def _same_spacing(a: tuple[float, float], b: tuple[float, float]) -> bool:
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage, run after every MODEL (timed with it; repeatable).")
 @click.option("--backend", "backends", multiple=True,
-              type=click.Choice(["torch-cpu", "torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graphs",
-                                 "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt"]),
+              type=click.Choice(options.BACKENDS),
               help="Repeatable. torch-*: how checkpoints and built-in models run (default torch-cpu); "
                    "onnxruntime-*: which execution provider runs .onnx files (default: the best "
                    "available).")
@@ -377,119 +380,23 @@ def _same_spacing(a: tuple[float, float], b: tuple[float, float]) -> bool:
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
               help="Measure everything this many times, models interleaved, and report how far "
                    "the repeats' p50s spread.")
-@click.option("--power", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+@click.option("--power", type=click.Choice(options.POWER_MODES), default="auto", show_default=True,
               help="Sample tegrastats during each timed phase (auto: on a Jetson with tegrastats) "
                    "and report input power above idle and energy per image.")
 @click.option("--out", "out_dir", required=True)
 def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backends, min_runs, repeat,
               power, out_dir) -> None:
     """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
-    from edgeld.bench.device import device_facts
-    from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image,
-                                      results_markdown)
-    from edgeld.core.files import atomic_write_bytes, atomic_write_json
-    from edgeld.data import open_dataset
-    from edgeld.evaluate import evaluate as run_eval
-    from edgeld.load import open_detector
+    from edgeld.bench.run import check_data_split, run_benchmark
 
-    if (data_dir is None) != (split is None):
-        raise UserError("--data and --split go together")
+    check_data_split(data_dir, split)
     _check_outputs(folders=(out_dir,))
-    dataset = open_dataset(data_dir) if data_dir else None
-    image = first_image(dataset, split) if dataset else None
-    from edgeld.load import model_kind
-
-    def backends_for(model: str) -> tuple:
-        kind = model_kind(model)
-        if kind == "engine":
-            return (None,)
-        prefix = "onnxruntime" if kind == "onnx" else "torch"
-        return tuple(b for b in backends if b.startswith(prefix)) or (None,)
-
-    runs = [(m, b) for m in models for b in backends_for(m)]
-    detectors = [(" + ".join((m, *refiner)), open_detector(m, threads, refiner, b))
-                 for m, b in runs]  # fail before timing
-    facts = device_facts(threads or None)
-    costs = [_cost(m, refiner) for m, _ in runs]
-    import time
-
-    from edgeld.bench.harness import merge_repeat
-
-    accuracies = []
-    for (name, detector), (m, _) in zip(detectors, runs):
-        t0 = time.perf_counter()
-        if dataset and _untrained(m):  # timing-only peers: their accuracy would mean nothing
-            click.echo(f"{name}: untrained weights, timed only (no accuracy)")
-            accuracies.append({"accuracy": "not measured: untrained weights, timed only"})
-            continue
-        accuracy = run_eval(detector, dataset, split, progress=True) if dataset else {}
-        if dataset:
-            accuracy["accuracy_wall_s"] = round(time.perf_counter() - t0, 1)
-            click.echo(f"{name}: {split} MRE {accuracy['mre_mm']:.3f} mm in {accuracy['accuracy_wall_s']} s")
-        accuracies.append(accuracy)
-    monitor = _power_monitor(power)
-    if monitor is not None:
-        idle = monitor.measure_idle()
-        click.echo(f"idle input power: {idle:.0f} mW" if idle is not None
-                   else "idle input power: tegrastats gave no input rail; energy is not charged above idle")
-    records: list[dict] = []
-    for r in range(repeat):  # interleaved, so slow drift of the machine hits every model alike
-        for i, ((name, detector), cost, accuracy) in enumerate(zip(detectors, costs, accuracies)):
-            for j, batch in enumerate(batches):
-                record = benchmark_detector(detector, name, batch, image, min_seconds=seconds,
-                                            min_runs=min_runs, power=monitor)
-                lat = record["latency_ms"]
-                click.echo(f"{name} [{record['backend']}] batch {batch}"
-                           f"{f' (repeat {r + 1}/{repeat})' if repeat > 1 else ''}: p50 {lat['p50']:.2f} ms, "
-                           f"p90 {lat['p90']:.2f} ms, p99 {lat['p99']:.2f} ms")
-                if r == 0:
-                    records.append({**record, **accuracy, "cost": cost, "device": facts})
-                else:
-                    merge_repeat(records[i * len(batches) + j], record)
     command = "edgeld benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "edgeld benchmark"
+    run_benchmark(models, out_dir, refiners=refiner, data_dir=data_dir, split=split, batches=batches,
+                  seconds=seconds, threads=threads, backends=backends, min_runs=min_runs,
+                  repeat=repeat, power=power, command=command, echo=click.echo)
     out = Path(out_dir)
-    atomic_write_json(out / "results.json", {"command": command, "device": facts, "records": records,
-                                             "best_throughput": best_throughput(records)})
-    atomic_write_bytes(out / "results.md", results_markdown(records, facts, command).encode())
     click.echo(f"wrote {out / 'results.json'} and {out / 'results.md'}")
-
-
-def _power_monitor(mode: str):
-    """A tegrastats PowerMonitor for --power on (or auto on a Jetson), else None."""
-    import shutil
-
-    from edgeld.bench.device import jetson_release
-    from edgeld.bench.tegrastats import PowerMonitor
-
-    have = shutil.which("tegrastats") is not None
-    if mode == "on" and not have:
-        raise UserError("--power on needs tegrastats on PATH (an NVIDIA Jetson); use --power off")
-    if mode == "on" or (mode == "auto" and have and jetson_release() is not None):
-        return PowerMonitor()
-    return None
-
-
-def _untrained(model: str) -> bool:
-    """A checkpoint written for latency measurements only (benchmarks/kd-comparison/init_checkpoint.py)."""
-    from edgeld.load import checkpoint_path, model_kind
-
-    if model_kind(model) not in ("checkpoint", "builtin"):
-        return False
-    from edgeld.info import checkpoint_metadata
-
-    return bool(checkpoint_metadata(checkpoint_path(model)).get("training", {}).get("untrained"))
-
-
-def _cost(model: str, refiner: tuple[str, ...]) -> dict:
-    """Parameters, MACs per image and bytes of a model (plus its refiner) for benchmark records."""
-    from edgeld.info import model_info
-
-    parts = [model_info(m) for m in (model, *refiner)]
-    total = {}
-    for key, field in (("params", "params"), ("macs", "macs_per_image"), ("bytes", "bytes")):
-        values = [p.get(field) for p in parts]
-        total[key] = sum(values) if all(v is not None for v in values) else None
-    return total
 
 
 @cli.command()
@@ -511,7 +418,7 @@ def info(model, json_path) -> None:
     from edgeld.info import model_info
 
     _check_outputs(files=(json_path,))
-    data = model_info(model)
+    data = model_info(resolve_model(model))
     _write_json(json_path, data)
     for key in ("name", "kind", "role", "params", "macs", "input_size", "precision", "bytes"):
         value = data.get(key)
@@ -556,18 +463,15 @@ def orientation_check(model, images) -> None:
 @click.option("--out", required=True, type=click.Path(), help="checkpoint to write (.safetensors)")
 def orientation_fit(model, data_dir, split, out) -> None:
     """Copy checkpoint MODEL with an upright-film reference fitted on a split's films."""
-    from edgeld.info import checkpoint_metadata
-    from edgeld.load import checkpoint_path, model_kind
     from edgeld.orientation import attach_to_checkpoint, fit_on_split
-    from edgeld.core.contract import ModelIO
 
-    if model_kind(model) not in ("builtin", "checkpoint"):
+    ref = resolve_model(model)
+    if not ref.is_checkpoint:
         raise UserError(f"{model} is an exported artifact: fit the checkpoint it came from, "
                         "then export again")
     _check_outputs(files=(out,))
-    src = checkpoint_path(model)
-    reference = fit_on_split(ModelIO.from_dict(checkpoint_metadata(src)["io"]), data_dir, split)
-    attach_to_checkpoint(src, out, reference)
+    reference = fit_on_split(ref.io, data_dir, split)
+    attach_to_checkpoint(ref.path, out, reference)
     verdict = "used" if reference.usable else "too weak to use: films are measured as given"
     click.echo(f"wrote {out} (orientation reference from {reference.fitted_on}; separation "
                f"{reference.separation:.3f} on its own films, {verdict})")
@@ -576,7 +480,7 @@ def orientation_fit(model, data_dir, split, out) -> None:
 @cli.command()
 def doctor() -> None:
     """Which inference backends this machine has, and what is missing."""
-    from edgeld.info import backend_report
+    from edgeld.bench.device import backend_report
 
     for line in backend_report():
         click.echo(line)

@@ -1,4 +1,4 @@
-"""Resolve a MODEL argument (built-in name, checkpoint, .onnx, .engine) to a LandmarkDetector.
+"""Open a LandmarkDetector for a MODEL (built-in name, checkpoint, .onnx, .engine; see model_ref).
 
 ONNX artifacts never import torch; checkpoints and built-in names do, lazily.
 """
@@ -8,60 +8,21 @@ from pathlib import Path
 from typing import Sequence
 
 from edgeld.core.errors import UserError, missing_extra
-from edgeld.models.registry import BUILTIN_MODELS, builtin_path
+from edgeld.model_ref import ModelArg, ModelRef, resolve_model
+from edgeld.options import ORT_BACKENDS, TORCH_BACKENDS
 from edgeld.runtime import LandmarkDetector
 
 
-def model_kind(ref: str) -> str:
-    """'onnx', 'engine', 'checkpoint' or 'builtin'; a UserError for anything else."""
-    suffix = Path(ref).suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix == ".engine":
-        return "engine"
-    if suffix == ".safetensors":
-        return "checkpoint"
-    if "/" not in ref and "\\" not in ref and not suffix:
-        return "builtin"
-    raise UserError(f"cannot tell what model '{ref}' is: give a built-in name "
-                    f"({', '.join(_builtin_names())}), a .safetensors checkpoint, an .onnx or an .engine")
-
-
-def _builtin_names() -> list[str]:
-    return sorted(BUILTIN_MODELS)
-
-
-def checkpoint_path(ref: str) -> Path:
-    """The safetensors file behind a built-in name or checkpoint path."""
-    if model_kind(ref) == "builtin":
-        names = _builtin_names()
-        if ref not in names:
-            raise UserError(f"unknown model '{ref}'; built-in models: {', '.join(names)}")
-        path = builtin_path(ref)
-        if not path.is_file():
-            raise UserError(f"built-in model '{ref}' has no weights in this install ({path})")
-        return path
-    return Path(ref)
-
-
-# ONNX Runtime execution providers per backend name, each falling back to the next in order
-ORT_BACKENDS = {
-    "onnxruntime-cpu": ["CPUExecutionProvider"],
-    "onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
-
-def _backend_for(ref: str, backend: str | None) -> str | None:
+def _backend_for(ref: ModelRef, backend: str | None) -> str | None:
     if backend is None:
         return None
-    kind = model_kind(ref)
-    if kind == "onnx":
+    if ref.kind == "onnx":
         return backend if backend in ORT_BACKENDS else None
-    return None if kind == "engine" or backend in ORT_BACKENDS else backend
+    return None if ref.kind == "engine" or backend in ORT_BACKENDS else backend
 
 
-def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | None = None,
+def open_detector(model: ModelArg, threads: int = 0,
+                  refiner: ModelArg | Sequence[ModelArg] | None = None,
                   backend: str | None = None) -> LandmarkDetector:
     """A ready detector for any MODEL argument, optionally followed by refinement stages
     (one name, or several run coarse to fine in the order given).
@@ -69,15 +30,17 @@ def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | Non
     `backend` picks how a checkpoint runs (torch-cpu, torch-cuda, torch-cuda-fp16,
     torch-cuda-fp16-graphs; default torch-cpu); an ONNX file runs on ONNX Runtime's best provider,
     or on the one an `onnxruntime-*` backend names (ORT_BACKENDS); an engine runs on TensorRT."""
-    chain = [refiner] if isinstance(refiner, str) else list(refiner or [])
+    ref = resolve_model(model)
+    single = isinstance(refiner, (str, Path, ModelRef))
+    chain = [resolve_model(r) for r in ([refiner] if single else list(refiner or []))]
     # a refiner takes the backend when it is of the kind that backend runs, else its own default
     second = open_detector(chain[0], threads, chain[1:], _backend_for(chain[0], backend)) if chain else None
-    kind = model_kind(ref)
-    if kind in ("onnx", "engine"):
+    kind = ref.kind
+    if ref.is_artifact:
         if backend and (backend.startswith("torch") or kind == "engine"):
             raise UserError(f"{ref} is an {kind} artifact: --backend {backend} runs "
                             f"{'checkpoints and built-in models' if backend.startswith('torch') else '.onnx files'} only")
-        providers = ORT_BACKENDS[backend] if backend else None
+        providers = list(ORT_BACKENDS[backend]) if backend else None
         if providers and providers[0] != "CPUExecutionProvider":
             import onnxruntime as ort
 
@@ -85,7 +48,7 @@ def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | Non
                 raise UserError(f"--backend {backend} needs ONNX Runtime's {providers[0]}, which this "
                                 f"install lacks (it has {', '.join(ort.get_available_providers())}); "
                                 "onnxruntime-gpu on a machine with CUDA provides it")
-        return LandmarkDetector(ref, threads=threads, refiner=second, providers=providers)
+        return LandmarkDetector(ref.path, threads=threads, refiner=second, providers=providers)
     try:
         import torch
     except ImportError as exc:
@@ -94,8 +57,6 @@ def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | Non
         torch.set_num_threads(threads)
     from edgeld.models.checkpoint import load_checkpoint
     from edgeld.models.runner import TorchRunner
-
-    from edgeld.models.runner import TORCH_BACKENDS
 
     if backend in ORT_BACKENDS:
         raise UserError(f"--backend {backend} runs .onnx files; export {ref} first "
@@ -107,5 +68,5 @@ def open_detector(ref: str, threads: int = 0, refiner: str | Sequence[str] | Non
     if backend != "torch-cpu" and not torch.cuda.is_available():
         raise UserError(f"--backend {backend} needs a CUDA GPU, and this torch sees none; "
                         "use --backend torch-cpu")
-    model, io, _meta = load_checkpoint(checkpoint_path(ref))
-    return LandmarkDetector(runner=TorchRunner.for_backend(model, backend), io=io, refiner=second)
+    net, io, _meta = load_checkpoint(ref.path)
+    return LandmarkDetector(runner=TorchRunner.for_backend(net, backend), io=io, refiner=second)

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgeld.data.datasets import open_dataset
 from edgeld.data.images import load_grayscale
 from edgeld.core.errors import UserError
-from edgeld.info import checkpoint_metadata
+from edgeld.model_ref import checkpoint_metadata
 from edgeld.core.contract import ModelIO
 from edgeld.core.files import make_parent_folder
 from edgeld.runtime.orientation import OrientationReference, fit_reference

@@ -3,7 +3,8 @@ import torch
 
 from edgeld.config import ModelSpec
 from edgeld.distill.losses import attention_transfer, channel_wise, feature_mse, output_kd
-from edgeld.distill.task import KD_METHODS, LOSS_WEIGHTS, DistillationTask
+from edgeld.distill.task import LOSS_WEIGHTS, DistillationTask
+from edgeld.options import KD_METHODS
 from edgeld.models.landmarknet import LandmarkNet
 
 STUDENT = ModelSpec(widths=(4, 8, 8, 12, 12), depths=(1, 1, 1, 1), decoder_width=8, num_landmarks=2)

@@ -1,7 +1,9 @@
-"""Facts about the machine a result came from: CPU, OS, libraries, GPU, Jetson."""
+"""Facts about the machine a result came from (CPU, OS, libraries, GPU, Jetson), and `edgeld
+doctor`'s report of which backends it can run."""
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import re
@@ -135,3 +137,36 @@ def device_facts(threads: int | None = None) -> dict[str, Any]:
         "gpus": nvidia_gpus(),
         "jetson": jetson_facts(),
     }
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def backend_report() -> list[str]:
+    """Human-readable lines: each backend, whether it is usable here, and how to get it if not."""
+    versions = library_versions()
+    lines = [f"CPU: {cpu_model()}"]
+    import onnxruntime as ort
+
+    lines.append(f"ONNX Runtime {ort.__version__}: providers {', '.join(ort.get_available_providers())}")
+    if _installed("torch"):
+        import torch
+
+        cuda = torch.cuda.is_available()
+        lines.append(f"torch {torch.__version__}: CUDA {'available' if cuda else 'not available'}")
+    else:
+        lines.append("torch: missing (training, export and the torch backend): pip install 'edgeld[torch]'")
+    gpus = nvidia_gpus()
+    lines.append("NVIDIA GPU: " + ("; ".join(f"{g['name']} (driver {g['driver']}, "
+                                             f"compute {g['compute_capability']})" for g in gpus)
+                                   if gpus else "none found (no nvidia-smi or no device)"))
+    jetson = jetson_release()
+    lines.append(f"Jetson: {jetson}" if jetson else "Jetson: not a Jetson (no /etc/nv_tegra_release)")
+    lines.append(f"TensorRT: {versions['tensorrt']}" if _installed("tensorrt")
+                 else "TensorRT: missing (engines): pip install 'edgeld[trt]' on a machine with an NVIDIA GPU")
+    lines.append("cuda-python: " + (versions["cuda-python"] or "installed") if _installed("cuda")
+                 else "cuda-python: missing (TensorRT buffers): pip install 'edgeld[trt]'")
+    lines.append("pydicom: " + (versions["pydicom"] or "installed") if _installed("pydicom")
+                 else "pydicom: missing (DICOM input): pip install 'edgeld[dicom]'")
+    return lines

@@ -71,51 +71,69 @@ def render_report(records: list[dict[str, Any]], out_dir: str | Path) -> Path:
         # MRE to the micrometre: float noise between backends must not decide dominance
         pts = [(_latency(r), round(r["mre_mm"], 3)) for r in with_acc]
         front = pareto_front(pts)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue")
-        for i, (x, y) in enumerate(pts):  # numbers, keyed in the markdown: labels would overlap
-            ax.annotate(str(i + 1), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:orange",
-                label="Pareto front")
-        ax.set_xlabel("latency p50 (ms)")
-        ax.set_ylabel("MRE (mm)")
-        ax.set_title("Accuracy versus latency")
-        ax.legend()
-        plots.append(_save(fig, out / "accuracy_vs_latency.png"))
-        sized = [r for r in with_acc if r.get("cost", {}).get("bytes")]
-        if sized:
-            fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-            for ax, key, unit in ((axes[0], "bytes", "artifact size (MB)"),
-                                  (axes[1], "macs", "GMACs per image")):
-                scale = 1e6 if key == "bytes" else 1e9
-                keep = [(with_acc.index(r) + 1, r) for r in sized if r["cost"].get(key)]
-                xs = [r["cost"][key] / scale for _, r in keep]
-                ys = [r["mre_mm"] for _, r in keep]
-                ax.scatter(xs, ys, color="tab:green")
-                for (n, _), x, y in zip(keep, xs, ys):
-                    ax.annotate(str(n), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
-                ax.set_xlabel(unit)
-                ax.set_ylabel("MRE (mm)")
-            fig.suptitle("Accuracy versus size and compute")
-            plots.append(_save(fig, out / "accuracy_vs_size.png"))
-        best = min(with_acc, key=lambda r: r["mre_mm"])
-        if best.get("per_landmark"):
-            fig, ax = plt.subplots(figsize=(9, 4))
-            names = [p["name"] for p in best["per_landmark"]]
-            ax.bar(range(len(names)), [p["mre_mm"] for p in best["per_landmark"]], color="tab:purple")
-            ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
-            ax.set_ylabel("MRE (mm)")
-            ax.set_title(f"Per-landmark error: {_label(best)}")
-            fig.tight_layout()
-            plots.append(_save(fig, out / "per_landmark.png"))
+        plots = _accuracy_plots(plt, with_acc, pts, front, out)
         lines += ["Points in the plots: " + "; ".join(f"{i + 1} = {_label(r)}"
                                                       for i, r in enumerate(with_acc)), "",
                   "Pareto front (no other row is both faster and more accurate): "
                   + ", ".join(_label(with_acc[i]) for i in front), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
-    lines += ["| model | backend | precision | batch | latency p50 ms | model-only p50 ms | MRE mm "
-              "| SDR@2mm % | params | GMACs | MB | device |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines += _table(records)
+    lines += ["", "Sources: " + ", ".join(sorted({f"`{r['source']}`" for r in records}))]
+    md = out / "report.md"
+    atomic_write_bytes(md, ("\n".join(lines) + "\n").encode())
+    return md
+
+
+def _accuracy_plots(plt, with_acc: list[dict[str, Any]], pts: list[tuple[float, float]],
+                    front: list[int], out: Path) -> list[Path]:
+    """Accuracy versus latency (with the Pareto front), versus size and compute, and the most
+    accurate row's per-landmark errors; points are numbered as in the markdown's key."""
+    plots = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue")
+    for i, (x, y) in enumerate(pts):  # numbers, keyed in the markdown: labels would overlap
+        ax.annotate(str(i + 1), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:orange",
+            label="Pareto front")
+    ax.set_xlabel("latency p50 (ms)")
+    ax.set_ylabel("MRE (mm)")
+    ax.set_title("Accuracy versus latency")
+    ax.legend()
+    plots.append(_save(fig, out / "accuracy_vs_latency.png"))
+    sized = [r for r in with_acc if r.get("cost", {}).get("bytes")]
+    if sized:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, key, unit in ((axes[0], "bytes", "artifact size (MB)"),
+                              (axes[1], "macs", "GMACs per image")):
+            scale = 1e6 if key == "bytes" else 1e9
+            keep = [(with_acc.index(r) + 1, r) for r in sized if r["cost"].get(key)]
+            xs = [r["cost"][key] / scale for _, r in keep]
+            ys = [r["mre_mm"] for _, r in keep]
+            ax.scatter(xs, ys, color="tab:green")
+            for (n, _), x, y in zip(keep, xs, ys):
+                ax.annotate(str(n), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+            ax.set_xlabel(unit)
+            ax.set_ylabel("MRE (mm)")
+        fig.suptitle("Accuracy versus size and compute")
+        plots.append(_save(fig, out / "accuracy_vs_size.png"))
+    best = min(with_acc, key=lambda r: r["mre_mm"])
+    if best.get("per_landmark"):
+        fig, ax = plt.subplots(figsize=(9, 4))
+        names = [p["name"] for p in best["per_landmark"]]
+        ax.bar(range(len(names)), [p["mre_mm"] for p in best["per_landmark"]], color="tab:purple")
+        ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
+        ax.set_ylabel("MRE (mm)")
+        ax.set_title(f"Per-landmark error: {_label(best)}")
+        fig.tight_layout()
+        plots.append(_save(fig, out / "per_landmark.png"))
+    return plots
+
+
+def _table(records: list[dict[str, Any]]) -> list[str]:
+    """The markdown table: one row per record, cost and accuracy where measured."""
+    lines = ["| model | backend | precision | batch | latency p50 ms | model-only p50 ms | MRE mm "
+             "| SDR@2mm % | params | GMACs | MB | device |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in records:
         cost = r.get("cost", {})
         cells = [_name(r["model"]), r["backend"], r["precision"], str(r["batch"]),
@@ -127,10 +145,7 @@ def render_report(records: list[dict[str, Any]], out_dir: str | Path) -> Path:
                  f"{cost['bytes'] / 1e6:.2f}" if cost.get("bytes") else "-",
                  r.get("device", {}).get("cpu", "?")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Sources: " + ", ".join(sorted({f"`{r['source']}`" for r in records}))]
-    md = out / "report.md"
-    atomic_write_bytes(md, ("\n".join(lines) + "\n").encode())
-    return md
+    return lines
 
 
 def _save(fig, path: Path) -> Path:

@@ -23,7 +23,6 @@ ISBI2015_LANDMARKS = (
     "anterior_nasal_spine", "articulare",
 )
 CHALLENGE_SPLITS = {"train": "TrainingData", "test1": "Test1Data", "test2": "Test2Data"}
-REFERENCES = ("senior", "junior", "mean")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from edgeld.distill.losses import attention_transfer, channel_wise, feature_mse,
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.torchside.losses import heatmap_loss
 
-KD_METHODS = ("none", "output", "fitnet", "at", "cwd", "fsf", "fsf-out")
 LOSS_WEIGHTS = {
     "output": {"heatmap": 1.0, "kd_output": 1.0},
     "fitnet": {"heatmap": 1.0, "kd_hint": 1.0},

@@ -21,9 +21,9 @@ from edgeld.core.letterbox import REDUCING_GAP, preprocess
 from edgeld.data import open_dataset
 from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
+from edgeld.options import SELECTION_METHODS
 
 CALIBRATION_FORMAT = "edgeld-calibration/1"
-METHODS = ("diverse", "random", "first")
 THUMBNAIL_HW = (24, 20)  # coarse anatomy and exposure: enough to tell images apart, cheap to cluster
 
 
@@ -52,8 +52,8 @@ def select_images(samples: list[Sample], count: int, method: str, seed: int = 0,
     exposures and anatomies present, with each cluster represented by a typical member rather than
     an outlier that would stretch the activation ranges.
     """
-    if method not in METHODS:
-        raise UserError(f"unknown selection method '{method}' (choose from {', '.join(METHODS)})")
+    if method not in SELECTION_METHODS:
+        raise UserError(f"unknown selection method '{method}' (choose from {', '.join(SELECTION_METHODS)})")
     if not 0 < count <= len(samples):
         raise UserError(f"--count must be between 1 and {len(samples)} (the split's size)")
     if method == "first":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeld import __version__
+from edgeld.core.contract import ModelIO
 from edgeld.core.errors import UserError
 from edgeld.core.files import make_parent_folder, sha256_file
 from edgeld.core.manifest import ArtifactEntry, Manifest
@@ -15,43 +16,30 @@ from edgeld.export.gate import Gate, displacement_px
 from edgeld.export.precision import (convert_fp16, layer_names, layer_sensitivity,
                                      prepare_for_quantization,
                                      quantize_int8, weight_nodes)
+from edgeld.model_ref import ModelArg, ModelRef, resolve_model
 
 DEFAULT_MAX_MRE_INCREASE = {"int8": 0.05, "fp16": 0.01}
 SENSITIVITY_INPUTS = 8  # calibration images used to rank layers (decoded-landmark displacement)
 
 
-def resolve_fp32(model_ref: str, workdir: Path) -> tuple[Path, Manifest]:
+def resolve_fp32(ref: ModelRef, workdir: Path) -> tuple[Path, Manifest]:
     """An FP32 ONNX for the model: the artifact itself, or a fresh export of a checkpoint."""
-    from edgeld.load import model_kind
-
-    if model_kind(model_ref) == "onnx":
-        path = Path(model_ref)
-        if not path.is_file():
-            raise UserError(f"model file not found: {path}")
-        manifest = Manifest.read(path)
+    if ref.kind == "onnx":
+        manifest = ref.manifest
         if manifest.artifact.precision != "fp32":
-            raise UserError(f"{path} is {manifest.artifact.precision}; lower from the FP32 "
+            raise UserError(f"{ref.path} is {manifest.artifact.precision}; lower from the FP32 "
                             "ONNX or the checkpoint")
-        return path, manifest
-    if model_kind(model_ref) not in ("builtin", "checkpoint"):
-        raise UserError(f"export needs a built-in model, a checkpoint or an FP32 .onnx, not {model_ref}")
+        return ref.path, manifest
+    if not ref.is_checkpoint:
+        raise UserError(f"export needs a built-in model, a checkpoint or an FP32 .onnx, not {ref}")
     from edgeld.export.onnx import export_onnx
 
     path = workdir / "fp32.onnx"
-    return path, export_onnx(model_ref, path)
+    return path, export_onnx(ref, path)
 
 
-def export_lowered(model_ref: str, out: str | Path, precision: str, calibration: str | None = None,
-                   target: str = "tensorrt", method: str = "minmax",
-                   max_mre_increase: float | None = None, data_dir: str | None = None,
-                   split: str | None = None, progress: bool = True,
-                   echo: Callable[[str], None] = lambda _m: None) -> Manifest:
-    """Write an INT8 (Q/DQ) or FP16 ONNX at `out` if it passes the accuracy gate."""
-    from edgeld.export.calibration import load_calibration
-
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise UserError(f"--out must end in .onnx (got {out})")
+def _gate_limit(precision: str, calibration: str | None, max_mre_increase: float | None) -> float:
+    """The accuracy gate's limit in mm, after refusing option combinations that cannot work."""
     if precision == "int8" and not calibration:
         raise UserError("INT8 needs calibration data: --calibration calibration/NAME "
                         "(make one with `edgeld calibrate`); edgeld never invents scales")
@@ -60,18 +48,27 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
     limit = DEFAULT_MAX_MRE_INCREASE[precision] if max_mre_increase is None else max_mre_increase
     if limit < 0:
         raise UserError("--max-mre-increase must be >= 0 mm")
+    return limit
+
+
+def export_lowered(model: ModelArg, out: str | Path, precision: str, calibration: str | None = None,
+                   target: str = "tensorrt", method: str = "minmax",
+                   max_mre_increase: float | None = None, data_dir: str | None = None,
+                   split: str | None = None, progress: bool = True,
+                   echo: Callable[[str], None] = lambda _m: None) -> Manifest:
+    """Write an INT8 (Q/DQ) or FP16 ONNX at `out` if it passes the accuracy gate."""
+    ref = resolve_model(model)
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise UserError(f"--out must end in .onnx (got {out})")
+    limit = _gate_limit(precision, calibration, max_mre_increase)
     t0 = time.perf_counter()
     make_parent_folder(out)  # fail before the work when a file is in the way
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".edgeld-export-") as tmp:
         work = Path(tmp)
-        fp32_path, fp32_manifest = resolve_fp32(model_ref, work)
+        fp32_path, fp32_manifest = resolve_fp32(ref, work)
         io = fp32_manifest.io
-        calib = None
-        if calibration:
-            calib = load_calibration(calibration, progress=progress)
-            if not calib.matches(io):
-                raise UserError(f"{calibration} was preprocessed for another input "
-                                f"({calib.manifest['preprocess']}); make a set for this model")
+        calib = _calibration_for(io, calibration, progress)
         gate_root = data_dir or (calib.manifest["dataset"]["root"] if calib else None)
         if gate_root is None:
             raise UserError("the accuracy gate needs data: --data DIR (and --split NAME unless the "
@@ -94,27 +91,16 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
                 others = [n for n in weight_nodes(source) if only and n not in only]
                 convert_fp16(source, path, keep_fp32=keep + others)
 
-        candidate, kept, ranking, step = work / "candidate.onnx", [], None, 1
-        while True:
-            lower(candidate, kept)
-            result = gate.evaluate(candidate)
-            increase = result["mre_mm"] - reference["mre_mm"]
-            echo(f"{precision} with {len(kept)} layer(s) kept in float32: MRE {result['mre_mm']:.3f} mm "
-                 f"({increase:+.3f} mm, limit {limit} mm)")
-            if increase <= limit:
-                break
-            if ranking is None:
-                probe = (calib.tensors if calib is not None else None)
-                inputs = probe[:SENSITIVITY_INPUTS] if probe is not None else _gate_inputs(gate)
-                ranking = layer_sensitivity(
-                    weight_nodes(source), lambda node, path: lower(path, [], only=[node]),
-                    lambda path: displacement_px(fp32_path, path, io, inputs), progress)
-            remaining = [n for n, _ in ranking if n not in kept]
-            if not remaining:
-                raise UserError(f"{precision} misses the accuracy gate even with every layer kept in "
-                                f"float32 (MRE +{increase:.3f} mm > {limit} mm); nothing written")
-            kept += remaining[:step]
-            step *= 2
+        def rank_layers() -> list[tuple[str, float]]:
+            probe = (calib.tensors if calib is not None else None)
+            inputs = probe[:SENSITIVITY_INPUTS] if probe is not None else _gate_inputs(gate)
+            return layer_sensitivity(
+                weight_nodes(source), lambda node, path: lower(path, [], only=[node]),
+                lambda path: displacement_px(fp32_path, path, io, inputs), progress)
+
+        candidate = work / "candidate.onnx"
+        kept, ranking, result = _lower_until_gate(candidate, lower, rank_layers, gate, reference,
+                                                  precision, limit, echo)
         manifest = _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib,
                              calibration, target, method, kept, ranking, gate, reference, result,
                              limit, time.perf_counter() - t0)
@@ -122,6 +108,45 @@ def export_lowered(model_ref: str, out: str | Path, precision: str, calibration:
         manifest.write(out)
         shutil.move(str(candidate), str(out))  # same folder: an atomic rename
     return manifest
+
+
+def _calibration_for(io: ModelIO, calibration: str | None, progress: bool):
+    """The calibration set (or None), refused when it was preprocessed for another input."""
+    from edgeld.export.calibration import load_calibration
+
+    if not calibration:
+        return None
+    calib = load_calibration(calibration, progress=progress)
+    if not calib.matches(io):
+        raise UserError(f"{calibration} was preprocessed for another input "
+                        f"({calib.manifest['preprocess']}); make a set for this model")
+    return calib
+
+
+def _lower_until_gate(candidate: Path, lower: Callable[[Path, list[str]], None],
+                      rank_layers: Callable[[], list[tuple[str, float]]], gate: Gate,
+                      reference: dict[str, Any], precision: str, limit: float,
+                      echo: Callable[[str], None]):
+    """Lower into `candidate`, keeping ever more of the most sensitive layers in float32 (1, 2, 4...
+    more each round) until the gate passes; returns (kept, ranking or None, gate result)."""
+    kept: list[str] = []
+    ranking, step = None, 1
+    while True:
+        lower(candidate, kept)
+        result = gate.evaluate(candidate)
+        increase = result["mre_mm"] - reference["mre_mm"]
+        echo(f"{precision} with {len(kept)} layer(s) kept in float32: MRE {result['mre_mm']:.3f} mm "
+             f"({increase:+.3f} mm, limit {limit} mm)")
+        if increase <= limit:
+            return kept, ranking, result
+        if ranking is None:  # measured only when needed: one lowering per layer
+            ranking = rank_layers()
+        remaining = [n for n, _ in ranking if n not in kept]
+        if not remaining:
+            raise UserError(f"{precision} misses the accuracy gate even with every layer kept in "
+                            f"float32 (MRE +{increase:.3f} mm > {limit} mm); nothing written")
+        kept += remaining[:step]
+        step *= 2
 
 
 def _gate_inputs(gate: Gate):

@@ -19,6 +19,7 @@ from edgeld.core.contract import ModelIO
 from edgeld.core.errors import UserError
 from edgeld.core.files import atomic_write_bytes, sha256_file
 from edgeld.core.manifest import ArtifactEntry, Manifest
+from edgeld.model_ref import ModelArg, resolve_model
 
 OPSET = 18
 # ONNX Runtime and torch run different convolution kernels; float32 sums differ by ~1e-5 relative.
@@ -38,36 +39,38 @@ def parity_inputs(io: ModelIO, batch: int = 2, seed: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def export_onnx(model_ref: str, out: str | Path, opset: int = OPSET) -> Manifest:
+def export_onnx(model: ModelArg, out: str | Path, opset: int = OPSET) -> Manifest:
     """Export a built-in model or checkpoint to ONNX at `out`, with `out`.json as its manifest."""
     import onnx
     import onnxruntime as ort
     import torch
 
-    from edgeld.load import checkpoint_path
     from edgeld.models.checkpoint import load_checkpoint
 
+    ref = resolve_model(model)
     out = Path(out)
     if out.suffix != ".onnx":
         raise UserError(f"--out for --to onnx must end in .onnx (got {out})")
-    source = checkpoint_path(model_ref)
-    model, io, meta = load_checkpoint(source)
+    if not ref.is_checkpoint:
+        raise UserError(f"--to onnx needs a built-in model or a .safetensors checkpoint, not {ref}")
+    source = ref.path
+    net, io, meta = load_checkpoint(source)
     training = meta.get("training", {})
     example = torch.zeros(1, 1, io.input_height, io.input_width)
     t0 = time.perf_counter()
-    graph = _torch_to_onnx(model, example, io, opset)
+    graph = _torch_to_onnx(net, example, io, opset)
     graph = _simplify(graph)
     for key, value in {"edgeld_io": json.dumps(io.to_dict()), "edgeld_version": __version__}.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     data = graph.SerializeToString()
 
-    parity = check_parity(model, data, io)
+    parity = check_parity(net, data, io)
     manifest = Manifest(
         artifact=ArtifactEntry(file=out.name, sha256=hashlib.sha256(data).hexdigest(),
                                bytes=len(data), kind="onnx", opset=opset, precision="fp32"),
         io=io,
-        source={"model": model_ref, "checkpoint_sha256": sha256_file(source),
+        source={"model": ref.name, "checkpoint_sha256": sha256_file(source),
                 "params": meta.get("params"), "macs": meta.get("macs"),
                 # the images held out for model selection: where later accuracy gates look
                 "validation": {"dataset": training.get("dataset"),

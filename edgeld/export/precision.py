@@ -15,10 +15,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgeld.core.errors import UserError
+from edgeld.options import CALIBRATION_METHODS, INT8_TARGETS
 
-INT8_TARGETS = ("tensorrt", "cpu")
 WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 class _Reader:

@@ -9,9 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeld.options import TORCH_BACKENDS
 from edgeld.runtime.runners import RunnerBase
-
-TORCH_BACKENDS = ("torch-cpu", "torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graphs")
 
 
 class TorchRunner(RunnerBase):

@@ -74,12 +74,10 @@ class CascadeValidation:
 def _split_like_stage1(samples, stage1: str, spec: TrainSpec) -> tuple[list[int], list[int]]:
     """The first stage's own validation images when its checkpoint names them, so the cascade is
     never selected on images the first stage was trained on; else a seeded carve-out."""
-    from edgeld.info import checkpoint_metadata
-    from edgeld.load import checkpoint_path, model_kind
+    from edgeld.model_ref import resolve_model
 
-    names: list[str] = []
-    if model_kind(stage1) in ("checkpoint", "builtin"):
-        names = checkpoint_metadata(checkpoint_path(stage1)).get("training", {}).get("val_images", [])
+    ref = resolve_model(stage1)
+    names = ref.metadata.get("training", {}).get("val_images", []) if ref.is_checkpoint else []
     ids = [s.image_id for s in samples]
     if names and set(names) <= set(ids):
         val = sorted(ids.index(n) for n in names)

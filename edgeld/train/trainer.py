@@ -21,6 +21,7 @@ from edgeld.core.letterbox import normalize
 from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, open_dataset
 from edgeld.metrics import radial_errors_mm, sdr_percent
+from edgeld.model_ref import ModelArg, resolve_model
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.runtime.detector import decode_to_source
 from edgeld.runtime.orientation import OrientationReference, reference_from_thumbnails, thumbnail
@@ -70,14 +71,14 @@ def validate(model: LandmarkNet, cached: list[CachedSample], codec: SoftmaxHeatm
     return {"val_mre_mm": float(errors.mean()), "val_sdr_2mm": sdr_percent(errors)["2.0"]}
 
 
-def load_teacher(ref: str, io: ModelIO) -> tuple[LandmarkNet, str]:
+def load_teacher(model: ModelArg, io: ModelIO) -> tuple[LandmarkNet, str]:
     """A frozen teacher for distillation, checked against the student's input and landmarks."""
-    from edgeld.load import checkpoint_path, model_kind
     from edgeld.models.checkpoint import load_checkpoint
 
-    if model_kind(ref) not in ("builtin", "checkpoint"):
+    ref = resolve_model(model)
+    if not ref.is_checkpoint:
         raise UserError(f"--teacher must be a built-in model or a .safetensors checkpoint, not {ref}")
-    path = checkpoint_path(ref)
+    path = ref.path
     teacher, teacher_io, _ = load_checkpoint(path)
     if (teacher_io.input_height, teacher_io.input_width, tuple(teacher_io.landmarks)) != (
             io.input_height, io.input_width, tuple(io.landmarks)):
