@@ -35,7 +35,6 @@ def test_every_choice_in_the_cli_is_covered():
 
 
 def test_heavy_modules_use_the_same_constants():
-    from edgeld.data import datasets
     from edgeld.distill import task
     from edgeld.distill.task import LOSS_WEIGHTS
     from edgeld.export import calibration, precision
@@ -44,7 +43,6 @@ def test_heavy_modules_use_the_same_constants():
     assert runner.TORCH_BACKENDS is options.TORCH_BACKENDS
     assert precision.INT8_TARGETS is options.INT8_TARGETS
     assert precision.CALIBRATION_METHODS is options.CALIBRATION_METHODS
-    assert datasets.REFERENCES is options.REFERENCES
     assert calibration.SELECTION_METHODS is options.SELECTION_METHODS
     assert set(LOSS_WEIGHTS) | {"none"} == set(options.KD_METHODS)  # every --kd has its losses
     assert not hasattr(task, "KD_METHODS")  # the unused duplicate is gone
