@@ -185,6 +185,12 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
     for r in rows:
         sdr = "  ".join(f"SDR@{k}mm {v:5.1f}%" for k, v in r["sdr_percent"].items())
         click.echo(f"  {r['model']:<28} MRE {r['mre_mm']:6.3f} ± {r['mre_std_mm']:.3f} mm  {sdr}")
+    worst = sorted(result["per_image"], key=lambda r: -r["mre_mm"])[:3]
+    click.echo("  worst images: " + ", ".join(f"{r['image']} {r['mre_mm']:.2f} mm" for r in worst))
+    unusable = [r for r in result["per_image"] if not r["usable"]]
+    if unusable:
+        click.echo(f"  {len(unusable)} images judged unusable (scored with the landmarks found "
+                   "anyway): " + "; ".join(f"{r['image']}: {r['reason']}" for r in unusable[:5]))
 
 
 @cli.command()
@@ -298,45 +304,88 @@ def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
 @click.option("--overlay", "overlay_dir", default=None, help="Write each image with its landmarks here.")
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
-def predict(model, images, spacing, json_path, overlay_dir, refiner) -> None:
-    """Landmarks of one or more X-ray images (JPEG, PNG, BMP, TIFF or DICOM)."""
-    from edgeld.data.images import load_grayscale_and_spacing
+@click.option("--keep-going", is_flag=True,
+              help="Go on past unreadable or unusable images: write the others' records (an "
+                   "unusable image's record says why and has no landmarks), list the failures on "
+                   "stderr, exit 2.")
+def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going) -> None:
+    """Landmarks of one or more X-ray images (JPEG, PNG, BMP, TIFF or DICOM). An image the model
+    cannot measure (blank, not a film like its training films, too small) gets no landmarks: one
+    line on stderr saying why, and exit code 2."""
     from edgeld.load import open_detector
     from edgeld.overlay import save_overlay
 
     user_spacing = _parse_spacing(spacing) if spacing is not None else None
     _check_outputs(files=(json_path,), folders=(overlay_dir,))
-    loaded = [(path, *load_grayscale_and_spacing(path)) for path in images]  # fail early
+    loaded, failures = _load_images(images, keep_going)  # fail early
     ref, refiners = _resolve(model, refiner)
     detector = open_detector(ref, refiner=refiners)
-    records = []
-    n_px_only = 0
+    results = []
     for path, image, file_spacing, file_source in loaded:
-        # precedence: the user's --spacing, then the file's own (DICOM tags); never a guess
-        if user_spacing is not None:
-            used, source = user_spacing, "--spacing"
-            if file_spacing is not None and not _same_spacing(file_spacing, user_spacing):
-                click.echo(f"note: {path}: --spacing {user_spacing[0]:g}x{user_spacing[1]:g} mm "
-                           f"overrides the file's {file_source} {file_spacing[0]:g}x"
-                           f"{file_spacing[1]:g} mm", err=True)
-        else:
-            used, source = file_spacing, file_source
-        n_px_only += used is None
+        used, source = _spacing_for(path, user_spacing, file_spacing, file_source)
         det = detector.detect(image, used)
+        if not det.quality.usable:
+            if not keep_going:  # before any output is written: nothing half done
+                raise UserError(f"{path}: not usable: {det.quality.reason}")
+            failures.append(f"{path}: not usable: {det.quality.reason}")
+        results.append((path, image, det, used, source))
+    records = []
+    for path, image, det, used, source in results:
         record = det.to_dict(str(path))
         # x_mm/y_mm stay in each landmark (null without a spacing) so the JSON keeps one shape
         record.update(spacing_source=source, units="mm" if used is not None else "px")
         records.append(record)
-        if overlay_dir:
+        if overlay_dir and det.quality.usable:
             save_overlay(image, det, Path(overlay_dir) / f"{Path(path).stem}.png")
-        click.echo(f"{path}: {len(det.names)} landmarks, mean confidence {det.confidence.mean():.2f}")
+        if det.quality.usable:
+            click.echo(f"{path}: {len(det.names)} landmarks, mean confidence "
+                       f"{det.confidence.mean():.2f}" + _turned(det.orientation))
+    n_px_only = sum(used is None for _, _, det, used, _ in results if det.quality.usable)
     if n_px_only:
-        which = "" if n_px_only == len(loaded) else f" for {n_px_only} of {len(loaded)} images"
+        which = "" if n_px_only == len(results) else f" for {n_px_only} of {len(results)} images"
         click.echo(f"note: no pixel spacing{which} (none in the file, no --spacing), so positions "
                    "are in pixels only (use --spacing MM)", err=True)
     _write_json(json_path, records)
     if overlay_dir:
         click.echo(f"overlays in {overlay_dir}")
+    if failures:
+        for line in failures:
+            click.echo(f"error: {line}", err=True)
+        click.echo(f"error: {len(failures)} of {len(images)} images failed; the others' records "
+                   "were written", err=True)
+        sys.exit(2)
+
+
+def _turned(orientation: str) -> str:
+    return "" if orientation == "upright" else f" (film {orientation}; put upright and measured)"
+
+
+def _load_images(images: tuple[str, ...], keep_going: bool) -> tuple[list, list[str]]:
+    """Each readable image with its spacing; with keep_going, unreadable ones become failure
+    lines instead of ending the command."""
+    from edgeld.data.images import load_grayscale_and_spacing
+
+    loaded, failures = [], []
+    for path in images:
+        try:
+            loaded.append((path, *load_grayscale_and_spacing(path)))
+        except UserError as exc:
+            if not keep_going:
+                raise
+            failures.append(str(exc))
+    return loaded, failures
+
+
+def _spacing_for(path, user_spacing, file_spacing, file_source):
+    """The spacing to use and its source: the user's --spacing, then the file's own (DICOM
+    tags); never a guess. A note when the two disagree."""
+    if user_spacing is None:
+        return file_spacing, file_source
+    if file_spacing is not None and not _same_spacing(file_spacing, user_spacing):
+        click.echo(f"note: {path}: --spacing {user_spacing[0]:g}x{user_spacing[1]:g} mm "
+                   f"overrides the file's {file_source} {file_spacing[0]:g}x"
+                   f"{file_spacing[1]:g} mm", err=True)
+    return user_spacing, "--spacing"
 
 
 def _parse_spacing(text: str) -> tuple[float, float]:
@@ -462,7 +511,8 @@ def orientation_check(model, images) -> None:
 @click.option("--split", default="train", show_default=True, help="the model's training split")
 @click.option("--out", required=True, type=click.Path(), help="checkpoint to write (.safetensors)")
 def orientation_fit(model, data_dir, split, out) -> None:
-    """Copy checkpoint MODEL with an upright-film reference fitted on a split's films."""
+    """Copy checkpoint MODEL with an upright-film reference and usability thresholds fitted on a
+    split's films (and MODEL's own validation films for its confidence)."""
     from edgeld.orientation import attach_to_checkpoint, fit_on_split
 
     ref = resolve_model(model)
@@ -470,11 +520,13 @@ def orientation_fit(model, data_dir, split, out) -> None:
         raise UserError(f"{model} is an exported artifact: fit the checkpoint it came from, "
                         "then export again")
     _check_outputs(files=(out,))
-    reference = fit_on_split(ref.io, data_dir, split)
-    attach_to_checkpoint(ref.path, out, reference)
+    reference, quality = fit_on_split(ref, data_dir, split)
+    attach_to_checkpoint(ref.path, out, reference, quality)
     verdict = "used" if reference.usable else "too weak to use: films are measured as given"
-    click.echo(f"wrote {out} (orientation reference from {reference.fitted_on}; separation "
-               f"{reference.separation:.3f} on its own films, {verdict})")
+    click.echo(f"wrote {out}: orientation reference from {reference.fitted_on}, separation "
+               f"{reference.separation:.3f} ({verdict}); usability thresholds: correlation >= "
+               f"{quality.min_correlation:.2f}, mean confidence >= {quality.min_confidence:.2f}, "
+               f"shorter side >= {quality.min_side_px} px, aspect <= {quality.max_aspect:g}")
 
 
 @cli.command()

@@ -10,18 +10,29 @@ from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, load_grayscale
 from edgeld.metrics import mean_shape, place_mean_shape, radial_errors_mm, summarize
 from edgeld.runtime import LandmarkDetector
+from edgeld.runtime.quality import Quality
 
 
 def predict_samples(detector: LandmarkDetector, samples: list[Sample], batch_size: int = 8,
                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Predicted landmarks (N, K, 2) in original pixels and the image sizes (N, 2) as (h, w)."""
-    points, sizes = [], []
+    points, sizes, _ = detect_samples(detector, samples, batch_size, progress)
+    return points, sizes
+
+
+def detect_samples(detector: LandmarkDetector, samples: list[Sample], batch_size: int = 8,
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Quality]]:
+    """`predict_samples` plus each image's usability verdict. An unusable image keeps the
+    landmarks the model found anyway, so that a split is always scored on all of its images."""
+    points, sizes, quality = [], [], []
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch",
                       disable=not progress, leave=False):
         images = [load_grayscale(s.path) for s in samples[start:start + batch_size]]
         sizes += [img.shape for img in images]
-        points += [d.landmarks_px for d in detector.detect_batch(images)]
-    return np.stack(points), np.array(sizes)
+        for d in detector.detect_batch(images):
+            points.append(d.landmarks_px)
+            quality.append(d.quality)
+    return np.stack(points), np.array(sizes), quality
 
 
 def references(dataset: LandmarkDataset, samples: list[Sample], reference: str
@@ -46,9 +57,13 @@ def evaluate(detector: LandmarkDetector, dataset: LandmarkDataset, split: str,
                         f"({', '.join(detector.names[:3])}, ...) but {dataset.root} has "
                         f"{len(dataset.landmark_names)} ({', '.join(dataset.landmark_names[:3])}, ...)")
     refs, spacing = references(dataset, samples, reference)
-    pred, _ = predict_samples(detector, samples, batch_size, progress)
+    pred, _, quality = detect_samples(detector, samples, batch_size, progress)
     errors = radial_errors_mm(pred, refs, spacing)
-    return {"split": split, "reference": reference, **summarize(errors, dataset.landmark_names)}
+    per_image = [{"image": s.image_id, "mre_mm": float(e.mean()), "max_mm": float(e.max()),
+                  "usable": q.usable, "reason": q.reason}
+                 for s, e, q in zip(samples, errors, quality)]
+    return {"split": split, "reference": reference, **summarize(errors, dataset.landmark_names),
+            "n_unusable": sum(not q.usable for q in quality), "per_image": per_image}
 
 
 def mean_shape_baseline(dataset: LandmarkDataset, split: str, reference: str | None = None,

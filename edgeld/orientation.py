@@ -1,7 +1,7 @@
-"""Fit a model's upright-film orientation reference on a dataset split and store it in a checkpoint.
+"""Fit a model's upright-film reference and usability thresholds on a dataset split, and store
+them in its checkpoint (`edgeld orientation fit`).
 
-Models trained before the reference existed get it this way; the weights are copied unchanged.
-Torch-free: safetensors' numpy API reads and writes the checkpoint.
+Models trained before these existed get them this way; the weights are copied unchanged.
 """
 from __future__ import annotations
 
@@ -11,33 +11,58 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from edgeld.core.errors import UserError
+from edgeld.core.files import make_parent_folder
+from edgeld.core.letterbox import preprocess
 from edgeld.data.datasets import open_dataset
 from edgeld.data.images import load_grayscale
-from edgeld.core.errors import UserError
-from edgeld.model_ref import checkpoint_metadata
-from edgeld.core.contract import ModelIO
-from edgeld.core.files import make_parent_folder
-from edgeld.runtime.orientation import OrientationReference, fit_reference
+from edgeld.model_ref import ModelRef, checkpoint_metadata
+from edgeld.runtime.orientation import (OrientationReference, leave_one_out_checks,
+                                        reference_from_thumbnails, thumbnail)
+from edgeld.runtime.quality import QualitySpec, fit_quality
 
+def fit_on_split(ref: ModelRef, data_dir: str, split: str
+                 ) -> tuple[OrientationReference, QualitySpec]:
+    """The reference of the split's films as this model preprocesses them, and usability
+    thresholds from those films' leave-one-out correlations and, on the model's own validation
+    films when it records them (else the whole split), its first-stage confidence."""
+    from edgeld.load import open_detector
 
-def fit_on_split(io: ModelIO, data_dir: str, split: str) -> OrientationReference:
-    """The reference of the films of one split, preprocessed for a model with this contract."""
+    io = ref.io
     dataset = open_dataset(data_dir)
     samples = dataset.split(split)
-    films = (load_grayscale(s.path) for s in samples)
-    return fit_reference(films, io.input_height, io.input_width, io.mean, io.std,
-                         fitted_on=f"{dataset.name} {split} ({len(samples)} films)")
+    films = [load_grayscale(s.path) for s in samples]
+    thumbs = [thumbnail(*preprocess(f, io.input_height, io.input_width, io.mean, io.std),
+                        io.mean, io.std) for f in films]
+    where = f"{dataset.name} {split} ({len(samples)} films)"
+    reference = reference_from_thumbnails(thumbs, fitted_on=where)
+    correlations = [check.scores[0] for check in leave_one_out_checks(thumbs)]
+    if not correlations:
+        raise UserError(f"{data_dir} {split} holds fewer than two distinct films: nothing to fit on")
+    val_ids = set(ref.metadata.get("training", {}).get("val_images", []))
+    val = [f for s, f in zip(samples, films) if s.image_id in val_ids] or films
+    detector = open_detector(ref)
+    confidences = [float(detector.detect(f).confidence.mean()) for f in val]
+    quality = fit_quality([f.shape for f in films], correlations, confidences,
+                          min(io.input_height, io.input_width) // 2,
+                          fitted_on=f"{where}; confidence on {len(val)} validation films")
+    return reference, quality
 
-
-def attach_to_checkpoint(src: str | Path, dst: str | Path, reference: OrientationReference) -> None:
-    """Copy a safetensors checkpoint with the reference in its model contract (atomically)."""
+def attach_to_checkpoint(src: str | Path, dst: str | Path, reference: OrientationReference,
+                         quality: QualitySpec) -> None:
+    """Copy a safetensors checkpoint with the reference and thresholds in its model contract
+    (atomically). Torch-free: safetensors' numpy API reads and writes it."""
     from safetensors.numpy import load_file, save_file
+
+    from edgeld.core.contract import ModelIO
 
     meta = checkpoint_metadata(Path(src))
     if meta.get("io", {}).get("patch_size"):
         raise UserError(f"{src} is a refinement stage: it reads patches around landmarks found on "
                         "an upright film and needs no orientation reference")
-    meta["io"] = replace(ModelIO.from_dict(meta["io"]), orientation=reference.to_dict()).to_dict()
+    io = replace(ModelIO.from_dict(meta["io"]), orientation=reference.to_dict(),
+                 quality=quality.to_dict())
+    meta["io"] = io.to_dict()
     tensors = load_file(str(src))
     dst = Path(dst)
     make_parent_folder(dst)

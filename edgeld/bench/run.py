@@ -97,6 +97,7 @@ def _accuracy(name: str, detector, model: ModelRef, dataset, split: str | None,
         return {"accuracy": "not measured: untrained weights, timed only"}
     t0 = time.perf_counter()
     accuracy = evaluate(detector, dataset, split, progress=True)
+    accuracy.pop("per_image")  # evaluate --json keeps them; a benchmark record stays one row
     accuracy["accuracy_wall_s"] = round(time.perf_counter() - t0, 1)
     echo(f"{name}: {split} MRE {accuracy['mre_mm']:.3f} mm in {accuracy['accuracy_wall_s']} s")
     return accuracy

@@ -59,6 +59,9 @@ class ModelIO:
     # an upright-film thumbnail reference the runtime uses to spot mirrored or rotated films;
     # None for models made before it existed. Carried as-is from checkpoint to manifest to runtime.
     orientation: dict[str, Any] | None = None
+    # thresholds of the runtime's usability check (runtime/quality.py: QualitySpec.to_dict());
+    # None for refiners and for models made before it existed
+    quality: dict[str, Any] | None = None
 
     def codec(self) -> "SoftmaxHeatmapCodec":
         """The heatmap codec that encodes this model's targets and decodes its output."""
@@ -105,7 +108,7 @@ class ModelIO:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelIO":
         """Parse the flat form; a ValueError naming what is missing or malformed. Entries added
-        later (orientation) default to None when an older artifact lacks them."""
+        later (orientation, quality) default to None when an older artifact lacks them."""
         if not isinstance(data, dict):
             raise ValueError("the model contract is not a JSON object")
         missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -116,7 +119,8 @@ class ModelIO:
             parts[part][name] = data[key]
         optional = {f.name: data[f.name] for f in fields(cls)
                     if f.name not in ("input", "heatmap", "landmarks") and f.name in data}
-        if optional.get("orientation") is not None and not isinstance(optional["orientation"], dict):
-            raise ValueError("the model contract's orientation is not a JSON object")
+        for entry in ("orientation", "quality"):
+            if optional.get(entry) is not None and not isinstance(optional[entry], dict):
+                raise ValueError(f"the model contract's {entry} is not a JSON object")
         return cls(InputSpec(**parts["input"]), HeatmapSpec(**parts["heatmap"]),
                    tuple(data["landmarks"]), **optional)

@@ -14,6 +14,7 @@ from edgeld.core.letterbox import Letterbox, preprocess
 from edgeld.core.manifest import Manifest
 from edgeld.runtime.orientation import (Orientation, OrientationCheck, OrientationReference,
                                         thumbnail)
+from edgeld.runtime.quality import Quality, QualitySpec, is_constant
 from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
 
 
@@ -28,6 +29,9 @@ class Detection:
     # how the film was oriented when it came in ("upright" or e.g. "mirrored left-right"); the
     # landmarks were found on the upright film and are given in the film's own pixels either way
     orientation: str = "upright"
+    # whether the image could be measured at all (runtime/quality.py); an unusable image's
+    # record carries no landmarks, only the reason
+    quality: Quality = Quality(True, None, 0.0)
 
     @property
     def landmarks_mm(self) -> np.ndarray | None:
@@ -49,8 +53,9 @@ class Detection:
                  "y_mm": float(mm[k, 1]) if mm is not None else None,
                  "confidence": float(self.confidence[k])}
                 for k, (name, p) in enumerate(zip(self.names, self.landmarks_px))
-            ],
+            ] if self.quality.usable else [],
             "orientation": self.orientation,
+            "quality": self.quality.to_dict(),
         }
 
 
@@ -81,7 +86,8 @@ class LandmarkDetector:
 
     def __init__(self, artifact: str | Path | None = None, *, runner: Runner | None = None,
                  io: ModelIO | None = None, providers: list[str] | None = None, threads: int = 0,
-                 refiner: "LandmarkDetector | None" = None, correct_orientation: bool = True):
+                 refiner: "LandmarkDetector | None" = None, correct_orientation: bool = True,
+                 check_quality: bool = True):
         if artifact is not None:
             artifact = Path(artifact)
             if not artifact.is_file():
@@ -113,6 +119,10 @@ class LandmarkDetector:
         reference = (OrientationReference.from_dict(io.orientation)
                      if correct_orientation and io.orientation and not io.patch_size else None)
         self.orientation = reference if reference is not None and reference.usable else None
+        # the usability check's thresholds (models fitted with `edgeld orientation fit`); without
+        # them every image is measured, as before
+        self.quality = (QualitySpec.from_dict(io.quality)
+                        if check_quality and io.quality and not io.patch_size else None)
         self.runner.activate()
 
     def close(self) -> None:
@@ -153,14 +163,18 @@ class LandmarkDetector:
                             "whole-image model")
         if spacings_mm is None:
             spacings_mm = [None] * len(images)
-        upright, inputs, boxes, turns = zip(*(self._upright_input(_film(img)) for img in images))
+        prepared = [self._upright_input(_film(img)) for img in images]
+        upright, inputs, boxes, turns, before = zip(*prepared)
         logits = self.runner.infer(np.stack(inputs))
         points, confidence = decode_to_source(logits, boxes, self.codec)
+        quality = [self.quality.after(b, c) if self.quality else b for b, c in zip(before, confidence)]
         if self.refiner is not None:
             for i, image in enumerate(upright):
-                points[i], confidence[i] = self.refiner.refine(image, points[i])
+                if quality[i].usable:  # no patches around landmarks of an image that has none
+                    points[i], confidence[i] = self.refiner.refine(image, points[i])
         return [Detection(turns[i].points_to_observed(points[i], upright[i].shape), confidence[i],
-                          self.names, _spacing_pair(spacings_mm[i]), turns[i].describe())
+                          self.names, _spacing_pair(spacings_mm[i]), turns[i].describe(),
+                          quality[i])
                 for i in range(len(images))]
 
     def check_orientation(self, image: np.ndarray) -> OrientationCheck | None:
@@ -175,16 +189,21 @@ class LandmarkDetector:
         return self.orientation.check(thumbnail(x, box, self.io.mean, self.io.std, size))
 
     def _upright_input(self, image: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, Letterbox, Orientation]:
-        """The upright film, its model input and letterbox, and how it was turned."""
+                       ) -> tuple[np.ndarray, np.ndarray, Letterbox, Orientation, Quality]:
+        """The upright film, its model input and letterbox, how it was turned, and whether it
+        looks measurable before the network runs (an unusable image is never turned)."""
         x, box = self.preprocess(image)
-        if self.orientation is None:
-            return image, x, box, Orientation()
-        turn = self._check(x, box).orientation
-        if turn.is_upright:
-            return image, x, box, turn
+        check = self._check(x, box) if self.orientation is not None else None
+        correlation = check.score if check is not None else None
+        if self.quality is not None:
+            before = self.quality.before(image.shape, is_constant(x, box), correlation)
+        else:
+            before = Quality(True, None, round(correlation or 0.0, 4))
+        if check is None or check.orientation.is_upright or not before.usable:
+            return image, x, box, Orientation(), before
+        turn = check.orientation
         image = turn.to_upright(image)
-        return (image, *self.preprocess(image), turn)
+        return (image, *self.preprocess(image), turn, before)
 
     def refine(self, image: np.ndarray, points_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As a refinement stage: one patch per landmark around `points_src`, each decoded on its

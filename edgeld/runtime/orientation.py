@@ -169,25 +169,24 @@ def reference_from_thumbnails(thumbs: Iterable[np.ndarray], fitted_on: str = "")
         raise ValueError("no films to fit an orientation reference on")
     mean = np.mean(np.stack(stack), axis=0)
     centred = mean - mean.mean()
+    margins = [check.scores[0] - max(check.scores[1:]) for check in leave_one_out_checks(stack)]
+    separation = round(float(np.percentile(margins, SEPARATION_PERCENTILE)), 4) if margins else 0.0
     return OrientationReference((centred / np.linalg.norm(centred)).astype(np.float32),
-                                fitted_on=fitted_on, separation=_leave_one_out_separation(stack))
+                                fitted_on=fitted_on, separation=separation)
 
 
-def _leave_one_out_separation(thumbs: list[np.ndarray]) -> float:
-    """The SEPARATION_PERCENTILE-th percentile, over films, of how far each film's upright view
-    stands above its best other view, each film scored against a reference of the others (in
-    sample, a few films would always look separable); 0 for a single film."""
+def leave_one_out_checks(thumbs: list[np.ndarray]) -> list[OrientationCheck]:
+    """Each film's check against a reference of the other films (in sample, a few films would
+    always look separable and alike); empty for fewer than two films or featureless ones."""
     if len(thumbs) < 2:
-        return 0.0
+        return []
     total = np.sum(thumbs, axis=0)
-    margins = []
+    checks = []
     for thumb in thumbs:
         others = total - thumb
         others = others - others.mean()
         norm = float(np.linalg.norm(others))
         if norm == 0:
-            return 0.0
-        scores = OrientationReference((others / norm).astype(np.float32)).check(thumb).scores
-        margins.append(scores[0] - max(scores[1:]))
-    return round(float(np.percentile(margins, SEPARATION_PERCENTILE)), 4)
-
+            return []
+        checks.append(OrientationReference((others / norm).astype(np.float32)).check(thumb))
+    return checks
