@@ -119,3 +119,27 @@ def test_detect_refuses_what_it_cannot_measure_with_a_message(trained_tiny, bad,
     detector = LandmarkDetector(trained_tiny["onnx"])
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
         detector.detect(bad)
+
+
+@needs_real_data
+def test_a_turn_the_network_does_not_confirm_is_not_made():
+    """The thumbnail proposes, the heatmaps decide: a wrong proposal leaves the film as given."""
+    from edgeld.load import open_detector
+    from edgeld.runtime.orientation import OrientationCheck
+
+    detector = open_detector("isbi2015-student")
+    film = load_grayscale(REAL_DATA / "images" / "151.jpg")
+    expected = detector.detect(film)
+
+    class Misled:  # a reference that calls every film mirrored
+        template = np.zeros((48, 48))
+
+        def check(self, thumb):
+            return OrientationCheck(Orientation(mirrored=True), 0.9, (0.5, 0, 0, 0, 0.9, 0, 0, 0))
+
+    detector.orientation = Misled()
+    result = detector.detect(film)
+    assert result.orientation == "upright"
+    assert np.allclose(result.landmarks_px, expected.landmarks_px, atol=1e-3)  # batch of 2 vs 1
+    mirrored = detector.detect(np.ascontiguousarray(film[:, ::-1]))  # here the turn is right
+    assert mirrored.orientation == "mirrored left-right"

@@ -48,7 +48,7 @@ def test_constant_ignores_the_letterbox_padding():
 
 def test_fitted_thresholds_follow_the_weakest_real_film():
     spec = fit_quality([(2400, 1935), (2000, 2000)], [0.9, 0.7], [0.9, 0.8], 160, "x")
-    assert spec.min_correlation == pytest.approx(0.42) and spec.min_confidence == pytest.approx(0.48)
+    assert spec.min_correlation == pytest.approx(0.175) and spec.min_confidence == pytest.approx(0.48)
     assert spec.max_aspect == pytest.approx(2 * 2400 / 1935, abs=0.01)
 
 

@@ -59,6 +59,17 @@ class Detection:
         }
 
 
+@dataclass(frozen=True)
+class _View:
+    """One way of looking at a film: the array as the network sees it, its model input and
+    letterbox, and the turn from the film as given."""
+
+    image: np.ndarray
+    input: np.ndarray
+    box: Letterbox
+    turn: Orientation
+
+
 def decode_to_source(logits: np.ndarray, boxes: Sequence[Letterbox], codec: SoftmaxHeatmapCodec
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Heatmap logits (N, K, h, w) to source-image pixels (N, K, 2) and confidences (N, K)."""
@@ -163,19 +174,25 @@ class LandmarkDetector:
                             "whole-image model")
         if spacings_mm is None:
             spacings_mm = [None] * len(images)
-        prepared = [self._upright_input(_film(img)) for img in images]
-        upright, inputs, boxes, turns, before = zip(*prepared)
-        logits = self.runner.infer(np.stack(inputs))
-        points, confidence = decode_to_source(logits, boxes, self.codec)
-        quality = [self.quality.after(b, c) if self.quality else b for b, c in zip(before, confidence)]
-        if self.refiner is not None:
-            for i, image in enumerate(upright):
-                if quality[i].usable:  # no patches around landmarks of an image that has none
-                    points[i], confidence[i] = self.refiner.refine(image, points[i])
-        return [Detection(turns[i].points_to_observed(points[i], upright[i].shape), confidence[i],
-                          self.names, _spacing_pair(spacings_mm[i]), turns[i].describe(),
-                          quality[i])
-                for i in range(len(images))]
+        views, before = zip(*(self._views(_film(img)) for img in images))
+        flat = [v for candidates in views for v in candidates]
+        logits = self.runner.infer(np.stack([v.input for v in flat]))
+        points, confidence = decode_to_source(logits, [v.box for v in flat], self.codec)
+        chosen, start = [], 0
+        for candidates in views:  # a turn stands only if the network agrees: sharper heatmaps
+            scores = confidence[start:start + len(candidates)].mean(axis=1)
+            chosen.append(start + int(np.argmax(scores)))  # ties keep the first: the film as given
+            start += len(candidates)
+        detections = []
+        for i, j in enumerate(chosen):
+            view, pts, conf = flat[j], points[j], confidence[j]
+            quality = self.quality.after(before[i], conf) if self.quality else before[i]
+            if self.refiner is not None and quality.usable:  # no patches around no landmarks
+                pts, conf = self.refiner.refine(view.image, pts)
+            detections.append(Detection(view.turn.points_to_observed(pts, view.image.shape), conf,
+                                        self.names, _spacing_pair(spacings_mm[i]),
+                                        view.turn.describe(), quality))
+        return detections
 
     def check_orientation(self, image: np.ndarray) -> OrientationCheck | None:
         """How a 2D grayscale film is oriented relative to the model's training films, or None
@@ -188,22 +205,22 @@ class LandmarkDetector:
         size = self.orientation.template.shape[0]
         return self.orientation.check(thumbnail(x, box, self.io.mean, self.io.std, size))
 
-    def _upright_input(self, image: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, Letterbox, Orientation, Quality]:
-        """The upright film, its model input and letterbox, how it was turned, and whether it
-        looks measurable before the network runs (an unusable image is never turned)."""
-        x, box = self.preprocess(image)
-        check = self._check(x, box) if self.orientation is not None else None
+    def _views(self, image: np.ndarray) -> tuple[list[_View], Quality]:
+        """The film as given and, when its thumbnail says it is turned, the film put upright (the
+        network then decides between the two); and whether it looks measurable before the
+        network runs (an unusable image is never turned)."""
+        given = _View(image, *self.preprocess(image), Orientation())
+        check = self._check(given.input, given.box) if self.orientation is not None else None
         correlation = check.score if check is not None else None
         if self.quality is not None:
-            before = self.quality.before(image.shape, is_constant(x, box), correlation)
+            before = self.quality.before(image.shape, is_constant(given.input, given.box),
+                                         correlation)
         else:
             before = Quality(True, None, round(correlation or 0.0, 4))
         if check is None or check.orientation.is_upright or not before.usable:
-            return image, x, box, Orientation(), before
-        turn = check.orientation
-        image = turn.to_upright(image)
-        return (image, *self.preprocess(image), turn, before)
+            return [given], before
+        upright = check.orientation.to_upright(image)
+        return [given, _View(upright, *self.preprocess(upright), check.orientation)], before
 
     def refine(self, image: np.ndarray, points_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As a refinement stage: one patch per landmark around `points_src`, each decoded on its

@@ -29,6 +29,11 @@ THUMBNAIL_SIZE = 48
 # quarter-turn views by at least twice that (5th percentile of the films' margins): films that
 # look alike either way (symmetric test patterns, say) get no correction rather than a coin toss.
 SEPARATION_PERCENTILE = 5.0
+# A film is turned only when its winning view also looks like a film: a correlation of at least
+# this share of the weakest training film's (each against the others). Cropped or padded films
+# from another field of view correlate weakly with every view, and are left as given rather than
+# turned on noise (test1 films cropped by up to 25% a side were turned 2 times in 30 without it).
+TURN_SCORE_FACTOR = 0.6
 MIN_MARGIN = 0.05
 
 
@@ -117,6 +122,7 @@ class OrientationReference:
     min_margin: float = MIN_MARGIN
     fitted_on: str = ""
     separation: float = 0.0
+    min_score: float = 0.0  # the least winning correlation a turn needs (TURN_SCORE_FACTOR)
 
     @property
     def usable(self) -> bool:
@@ -125,10 +131,10 @@ class OrientationReference:
 
     def check(self, thumb: np.ndarray) -> OrientationCheck:
         """Which of ALL_ORIENTATIONS the thumbnail shows; 'as given' unless another one wins by
-        at least min_margin."""
+        at least min_margin with a correlation of at least min_score."""
         scores = np.array([float(np.sum(thumb * o.apply(self.template))) for o in ALL_ORIENTATIONS])
         best = int(np.argmax(scores))
-        if scores[best] - scores[0] < self.min_margin:
+        if scores[best] - scores[0] < self.min_margin or scores[best] < self.min_score:
             best = 0
         return OrientationCheck(ALL_ORIENTATIONS[best], float(scores[best]), tuple(scores.tolist()))
 
@@ -137,6 +143,7 @@ class OrientationReference:
         data = self.template.astype("<f2").tobytes()
         return {"size": int(self.template.shape[0]), "min_margin": self.min_margin,
                 "fitted_on": self.fitted_on, "separation": self.separation,
+                "min_score": self.min_score,
                 "template_float16_base64": base64.b64encode(data).decode("ascii")}
 
     @classmethod
@@ -147,7 +154,7 @@ class OrientationReference:
             raise ValueError(f"orientation template holds {len(raw)} bytes, expected {2 * size * size}")
         template = np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(size, size)
         return cls(template, float(data.get("min_margin", MIN_MARGIN)), str(data.get("fitted_on", "")),
-                   float(data.get("separation", 0.0)))
+                   float(data.get("separation", 0.0)), float(data.get("min_score", 0.0)))
 
 
 def fit_reference(films: Iterable[np.ndarray], height: int, width: int, mean: float, std: float,
@@ -169,10 +176,12 @@ def reference_from_thumbnails(thumbs: Iterable[np.ndarray], fitted_on: str = "")
         raise ValueError("no films to fit an orientation reference on")
     mean = np.mean(np.stack(stack), axis=0)
     centred = mean - mean.mean()
-    margins = [check.scores[0] - max(check.scores[1:]) for check in leave_one_out_checks(stack)]
+    checks = leave_one_out_checks(stack)
+    margins = [check.scores[0] - max(check.scores[1:]) for check in checks]
     separation = round(float(np.percentile(margins, SEPARATION_PERCENTILE)), 4) if margins else 0.0
+    min_score = round(TURN_SCORE_FACTOR * min(c.scores[0] for c in checks), 4) if checks else 0.0
     return OrientationReference((centred / np.linalg.norm(centred)).astype(np.float32),
-                                fitted_on=fitted_on, separation=separation)
+                                fitted_on=fitted_on, separation=separation, min_score=min_score)
 
 
 def leave_one_out_checks(thumbs: list[np.ndarray]) -> list[OrientationCheck]:
