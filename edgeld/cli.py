@@ -11,6 +11,11 @@ from edgeld.core.errors import UserError
 from edgeld.model_ref import ModelRef, resolve_model
 
 
+# optional dependencies (setup.py extras) that commands import lazily -> the extra that brings them
+OPTIONAL_EXTRAS = {"torch": "torch", "onnxscript": "torch", "onnxsim": "torch",
+                   "matplotlib": "torch", "pydicom": "dicom", "tensorrt": "trt", "cuda": "trt"}
+
+
 class EdgeldGroup(click.Group):
     """Turns UserError and click's usage errors into one line on stderr and exit code 2 (no
     traceback): the contract promises scripts one line, and click's own format takes three."""
@@ -23,6 +28,12 @@ class EdgeldGroup(click.Group):
             sys.exit(2)
         except click.UsageError as exc:
             _usage_error(exc, ctx)
+        except ModuleNotFoundError as exc:  # an optional dependency this command needs
+            extra = OPTIONAL_EXTRAS.get((exc.name or "").split(".")[0])
+            if extra is None:
+                raise
+            click.echo(f"error: {exc.name} is not installed: pip install 'edgeld[{extra}]'", err=True)
+            sys.exit(2)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:  # the group's own options (`edgeld --bogus`) fail here, outside invoke
@@ -300,7 +311,8 @@ def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
 @click.option("--spacing", default=None, metavar="MM|ROWxCOL",
               help="Pixel spacing in mm, e.g. 0.1 or 0.1x0.12 (row x column); overrides a DICOM "
                    "file's own. Without either, landmarks are in pixels only.")
-@click.option("--json", "json_path", default=None)
+@click.option("--json", "json_path", default=None,
+              help="Write the records (the JSON Schema in edgeld/schemas/) as a JSON list here.")
 @click.option("--overlay", "overlay_dir", default=None, help="Write each image with its landmarks here.")
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
@@ -317,6 +329,7 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going)
 
     user_spacing = _parse_spacing(spacing) if spacing is not None else None
     _check_outputs(files=(json_path,), folders=(overlay_dir,))
+    images = _expand_folders(images)
     loaded, failures = _load_images(images, keep_going)  # fail early
     ref, refiners = _resolve(model, refiner)
     detector = open_detector(ref, refiner=refiners)
@@ -340,6 +353,7 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going)
         if det.quality.usable:
             click.echo(f"{path}: {len(det.names)} landmarks, mean confidence "
                        f"{det.confidence.mean():.2f}" + _turned(det.orientation))
+            click.echo(_landmark_table(record))
     n_px_only = sum(used is None for _, _, det, used, _ in results if det.quality.usable)
     if n_px_only:
         which = "" if n_px_only == len(results) else f" for {n_px_only} of {len(results)} images"
@@ -354,6 +368,35 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going)
         click.echo(f"error: {len(failures)} of {len(images)} images failed; the others' records "
                    "were written", err=True)
         sys.exit(2)
+
+
+def _landmark_table(record: dict) -> str:
+    """The record's landmarks as an aligned table: name, x, y (mm, else px), confidence."""
+    unit = record["units"]
+    lines = [f"  {'landmark':<26} {'x (' + unit + ')':>10} {'y (' + unit + ')':>10} {'conf':>6}"]
+    for lm in record["landmarks"]:
+        x, y = (lm["x_mm"], lm["y_mm"]) if unit == "mm" else (lm["x_px"], lm["y_px"])
+        lines.append(f"  {lm['name']:<26} {x:>10.2f} {y:>10.2f} {lm['confidence']:>6.2f}")
+    return "\n".join(lines)
+
+
+def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
+    """Image arguments with each folder replaced by the image files in it (sorted)."""
+    from edgeld.data.images import IMAGE_SUFFIXES
+
+    out: list[str] = []
+    for arg in images:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"{path} is a folder with no image files in it "
+                                f"({', '.join(IMAGE_SUFFIXES)})")
+            out += found
+        else:
+            out.append(arg)
+    return tuple(out)
 
 
 def _turned(orientation: str) -> str:
@@ -461,7 +504,7 @@ def report(results, out_dir) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option("--json", "json_path", default=None)
+@click.option("--json", "json_path", default=None, help="Write the record as JSON here.")
 def info(model, json_path) -> None:
     """Parameters, MACs, input size, landmarks and precision of MODEL."""
     from edgeld.info import model_info
@@ -478,8 +521,15 @@ def info(model, json_path) -> None:
             value = f"{value:,} ({value / 1e9:.2f} GMACs per image)"
         elif key == "params" and value:
             value = f"{value:,}"
+        elif key == "precision" and data.get("storage_dtype", "float32") != "float32":
+            value = f"{value} (weights stored as {data['storage_dtype']}, computed in float32)"
         click.echo(f"{key:>10}: {value}")
     click.echo(f"{'landmarks':>10}: {len(data['landmarks'])} ({', '.join(data['landmarks'])})")
+    origin = {k: v for k, v in data.get("provenance", {}).items() if v not in (None, {}, [])}
+    best = origin.pop("best_validation", None)
+    if best and "val_mre_mm" in best:
+        origin["best validation"] = f"MRE {best['val_mre_mm']:.3f} mm (epoch {best.get('epoch')})"
+    click.echo(f"{'origin':>10}: " + "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in origin.items()))
 
 
 @cli.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeld.core.files import sha256_file
-from edgeld.model_ref import ModelArg, checkpoint_metadata, resolve_model
+from edgeld.model_ref import ModelArg, ModelRef, checkpoint_metadata, resolve_model
 
 __all__ = ["checkpoint_metadata", "model_info"]
 
@@ -20,6 +20,7 @@ def model_info(model: ModelArg) -> dict[str, Any]:
     else:
         params, macs, precision = ref.metadata.get("params"), ref.metadata.get("macs"), "fp32"
     return {
+        **_provenance(ref),
         "name": ref.name,
         "kind": ref.kind,
         "file": str(path),
@@ -35,3 +36,29 @@ def model_info(model: ModelArg) -> dict[str, Any]:
         "role": "refiner" if io.patch_size else "detector",
         "macs_per_image": macs * len(io.landmarks) if (macs and io.patch_size) else macs,
     }
+
+
+def _provenance(ref: ModelRef) -> dict[str, Any]:
+    """Where the weights came from, as far as the file records it: storage precision, the
+    training recipe (role, distillation, data, epochs, seed), the validation images' best figures,
+    and the hashes that tie an artifact to its checkpoint."""
+    if ref.is_artifact:
+        source = ref.manifest.source
+        return {"provenance": {"exported_from": source.get("model"),
+                               "checkpoint_sha256": source.get("checkpoint_sha256"),
+                               "validation": source.get("validation")}}
+    meta = ref.metadata
+    training = meta.get("training", {})
+    train = training.get("train", {}) if isinstance(training.get("train"), dict) else {}
+    best = training.get("best", {})
+    return {"storage_dtype": meta.get("storage_dtype", "float32"),
+            "provenance": {"role": training.get("role"), "kd": training.get("kd"),
+                           "teacher": training.get("teacher"),
+                           "teacher_sha256": training.get("teacher_sha256"),
+                           "dataset": training.get("dataset"), "reference": training.get("reference"),
+                           "epochs": train.get("epochs"), "seed": train.get("seed"),
+                           "device": training.get("device"), "edgeld": training.get("edgeld"),
+                           "validation_images": len(training.get("val_images", [])),
+                           "best_validation": best,
+                           "orientation_reference": (meta.get("io", {}).get("orientation") or {}
+                                                     ).get("fitted_on")}}

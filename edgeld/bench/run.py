@@ -27,11 +27,19 @@ def check_data_split(data_dir: str | None, split: str | None) -> None:
 
 
 def backends_for(model: ModelRef, backends: Sequence[str]) -> tuple[str | None, ...]:
-    """The requested backends that run this kind of model; (None,) means its default runner."""
-    if model.kind == "engine":
+    """The requested backends that run this kind of model; (None,) means its default runner
+    (no --backend given, or an engine: TensorRT is its only runner). A UserError when backends
+    were asked for and none of them runs this model: never a silent switch to another one."""
+    if model.kind == "engine" or not backends:
         return (None,)
     prefix = "onnxruntime" if model.kind == "onnx" else "torch"
-    return tuple(b for b in backends if b.startswith(prefix)) or (None,)
+    usable = tuple(b for b in backends if b.startswith(prefix))
+    if not usable:
+        what = ("an .onnx file: it runs on onnxruntime-* backends" if model.kind == "onnx" else
+                f"a checkpoint: it runs on torch-* backends, or export it first (edgeld export "
+                f"{model} --to onnx --out PATH.onnx)")
+        raise UserError(f"--backend {' '.join(backends)} cannot run {model}, {what}")
+    return usable
 
 
 def power_monitor(mode: str):
@@ -74,9 +82,13 @@ def run_benchmark(models: Sequence[ModelArg], out_dir: str | Path, *, refiners: 
         echo(f"idle input power: {idle:.0f} mW" if idle is not None
              else "idle input power: tegrastats gave no input rail; energy is not charged above idle")
     records: list[dict[str, Any]] = []
+    total, done = repeat * len(detectors) * len(batches), 0
     for r in range(repeat):  # interleaved, so slow drift of the machine hits every model alike
         for i, (name, detector) in enumerate(zip(names, detectors)):
             for j, batch in enumerate(batches):
+                done += 1
+                echo(f"[{done}/{total}] timing {name} batch {batch} for at least {seconds:g} s "
+                     f"and {min_runs} runs ...")
                 record = _timed(detector, name, batch, image, seconds, min_runs, monitor,
                                 f" (repeat {r + 1}/{repeat})" if repeat > 1 else "", echo)
                 if r == 0:

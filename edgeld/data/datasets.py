@@ -69,6 +69,13 @@ class LandmarkDataset:
         samples = self.splits[name]
         if not samples:
             raise UserError(f"split '{name}' in {self.root} is empty")
+        root = Path(self.root).resolve()
+        for s in samples:  # a split file names images, never files elsewhere on the machine
+            if Path(s.image_id).is_absolute() or ".." in Path(s.image_id).parts \
+                    or not s.path.resolve().is_relative_to(root):
+                raise UserError(f"split '{name}' in {self.root} names '{s.image_id}', which points "
+                                "outside the dataset: list image files by their names in its "
+                                "image folder")
         return samples
 
 

@@ -8,8 +8,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edgeld.core.errors import UserError
-from edgeld.data.dicom import is_dicom, read_dicom
+from edgeld.data.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from edgeld.data.limits import MAX_PIXELS
+
+
+# what a folder of images given to `predict` is taken to hold
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES)
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
