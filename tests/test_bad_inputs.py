@@ -227,7 +227,10 @@ BAD: dict[str, tuple[Case, str]] = {
         lambda i: predict(i.onnx, i.file("c.png", bytes(range(256)) * 8), i), "not a readable image"),
     "image-text-jpg-suffix": (lambda i: predict(i.onnx, i.file("c.jpg", "not an x-ray\n"), i),
                               "not a readable image"),
-    "image-is-a-directory": (lambda i: predict(i.onnx, i.data / "images", i), "folder"),
+    # a folder is read as the images in it (see test_user_paths); one with none is refused
+    "image-folder-without-images": (
+        lambda i: predict(i.onnx, i.file("notes/readme.txt", "no films here").parent, i),
+        "folder with no image files"),
     "image-header-60000x60000": (
         lambda i: predict(i.onnx, i.file("big.png", png_header_only(60000, 60000)), i), "too large"),
     # over Pillow's limit but under twice it, where Pillow only warns and would decode 225 MB
