@@ -6,13 +6,11 @@ Models trained before these existed get them this way; the weights are copied un
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from edgeld.core.errors import UserError
-from edgeld.core.files import make_parent_folder
+from edgeld.core.files import atomic_write_bytes
 from edgeld.core.letterbox import preprocess
 from edgeld.data.datasets import open_dataset
 from edgeld.data.images import load_grayscale
@@ -52,7 +50,7 @@ def attach_to_checkpoint(src: str | Path, dst: str | Path, reference: Orientatio
                          quality: QualitySpec) -> None:
     """Copy a safetensors checkpoint with the reference and thresholds in its model contract
     (atomically). Torch-free: safetensors' numpy API reads and writes it."""
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load_file, save
 
     from edgeld.core.contract import ModelIO
 
@@ -64,14 +62,4 @@ def attach_to_checkpoint(src: str | Path, dst: str | Path, reference: Orientatio
                  quality=quality.to_dict())
     meta["io"] = io.to_dict()
     tensors = load_file(str(src))
-    dst = Path(dst)
-    make_parent_folder(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"edgeld": json.dumps(meta)})
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dst, save(tensors, metadata={"edgeld": json.dumps(meta)}))

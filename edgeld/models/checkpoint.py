@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from edgeld.config import ModelSpec, from_dict, to_dict
 from edgeld.core.contract import ModelIO
 from edgeld.core.errors import UserError
-from edgeld.core.files import make_parent_folder
+from edgeld.core.files import atomic_write_bytes, make_parent_folder
 from edgeld.models.landmarknet import LandmarkNet
 
 CHECKPOINT_FORMAT = "edgeld-checkpoint/1"
@@ -43,15 +41,7 @@ def save_checkpoint(path: str | Path, model: LandmarkNet, io: ModelIO, extra: di
     if storage_dtype is not None:
         tensors = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in tensors.items()}
         meta["storage_dtype"] = str(storage_dtype).removeprefix("torch.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"edgeld": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, save(tensors, metadata={"edgeld": json.dumps(meta)}))
 
 
 def load_checkpoint(path: str | Path) -> tuple[LandmarkNet, ModelIO, dict[str, Any]]:
