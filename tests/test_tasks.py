@@ -44,3 +44,18 @@ def test_multitask_returns_named_losses_and_keeps_plain_forward():
     sum(losses.values()).backward()
     assert task.heads.offset.weight.grad is not None
     assert net(x).shape == (2, 2, 16, 16)  # deployment forward is unchanged
+
+
+def test_multitask_heatmap_loss_sees_the_clean_input():
+    """Masking feeds reconstruction only: the heatmap loss equals plain training's on the same
+    input, so an aux-vs-no-aux comparison measures the extra tasks, not input corruption."""
+    from edgeld.train.tasks import HeatmapTask
+
+    torch.manual_seed(0)
+    net = LandmarkNet(ModelSpec(widths=(4, 8, 8, 8, 8), depths=(1, 1, 1, 1), decoder_width=8,
+                                num_landmarks=2)).eval()
+    x = torch.randn(2, 1, 64, 64)
+    targets = torch.softmax(torch.randn(2, 2, 256), -1).view(2, 2, 16, 16)
+    masked_task = MultiTaskTask(net, offset_weight=1.0, reconstruction_weight=0.5, mask_prob=1.0)
+    losses = masked_task(x, targets, torch.rand(2, 2, 2) * 15)
+    assert torch.allclose(losses["heatmap"], HeatmapTask(net)(x, targets, None)["heatmap"])

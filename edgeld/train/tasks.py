@@ -52,22 +52,20 @@ class MultiTaskTask(nn.Module):
         self.mask_block, self.mask_ratio, self.mask_prob = mask_block, mask_ratio, mask_prob
 
     def forward(self, x, targets, cells) -> dict[str, torch.Tensor]:
-        losses = {}
+        # heatmaps and offsets are learnt on the clean input, so that comparing with and without
+        # the auxiliary tasks measures the tasks, not input corruption; only reconstruction sees
+        # the masked input (a second pass through the shared network)
+        feats = self.net.forward_features(x)
+        losses = {"heatmap": heatmap_loss(self.net.forward_head(feats), targets)}
+        if self.loss_weights["offset"] > 0:
+            losses["offset"] = offset_loss(self.heads(feats)["offsets"], cells)
         if self.loss_weights["reconstruction"] > 0:
             mask = random_block_mask(x, self.mask_block, self.mask_ratio, self.mask_prob)
-            masked_x = x * (1 - mask)  # 0 is mid-gray after normalization
-        else:
-            mask, masked_x = None, x
-        feats = self.net.forward_features(masked_x)
-        losses["heatmap"] = heatmap_loss(self.net.forward_head(feats), targets)
-        aux = self.heads(feats)
-        if self.loss_weights["offset"] > 0:
-            losses["offset"] = offset_loss(aux["offsets"], cells)
-        if mask is not None:
-            stride = x.shape[-1] // feats.shape[-1]
+            masked = self.net.forward_features(x * (1 - mask))  # 0 is mid-gray after normalization
+            stride = x.shape[-1] // masked.shape[-1]
             clean = F.avg_pool2d(x, stride)
             cell_mask = F.avg_pool2d(mask, stride)
-            err = (aux["reconstruction"] - clean).abs() * cell_mask
+            err = (self.heads(masked)["reconstruction"] - clean).abs() * cell_mask
             losses["reconstruction"] = err.sum() / cell_mask.sum().clamp_min(1.0)
         return losses
 
