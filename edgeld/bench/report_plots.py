@@ -12,7 +12,7 @@ from edgeld.bench.report_rows import SDR_RADII, Row, front_rows, per_landmark_ch
 from edgeld.core.errors import missing_extra
 from edgeld.core.files import atomic_write_bytes
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "h", "<", ">")  # filled: thin ones vanish
 SPREAD_NOTE = "Error bars: lowest to highest p50 over the runs and --repeat repeats of each artifact."
 
 
