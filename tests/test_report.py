@@ -264,3 +264,17 @@ def test_results_markdown_has_params_macs_and_size():
     header = next(line for line in md.splitlines() if line.startswith("| model"))
     assert header.endswith("| params | GMACs | MB |")
     assert "| 810,035 | 0.73 | 2.50 |" in md
+
+
+def test_labels_stay_unique_and_fronts_are_per_device():
+    other = {"cpu": "Other", "cpu_count": 2, "gpus": [], "jetson": None}
+    rows = _rows(_record("s.onnx", 10, 2.0), _record("s.onnx", 30, 1.0, device=other),
+                 _record("t.onnx", 20, 1.5, source="x/results.json", split="a"),
+                 _record("t.onnx", 21, 1.5, source="x/results.json", split="b"))
+    labels = [r.label for r in rows]
+    assert len(set(labels)) == 4
+    assert labels[:2] == ["s.onnx (fp32, onnxruntime-cpu) @ Test CPU, 4 CPUs",
+                          "s.onnx (fp32, onnxruntime-cpu) @ Other, 2 CPUs"]
+    assert labels[3].endswith("#2")  # same device, same folder: numbered
+    from edgeld.bench.report_rows import front_rows
+    assert rows[1] in front_rows(rows)  # alone on its device, so on its front

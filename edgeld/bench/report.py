@@ -93,7 +93,7 @@ def _about(rows: list[Row]) -> list[str]:
                   "p50s, its runs listed in the table.", ""]
     front = front_rows(rows)
     if front:
-        lines += ["Pareto front (no other row is both faster and more accurate): "
+        lines += ["Pareto front (no other row on the same device is both faster and more accurate): "
                   + ", ".join(r.label for r in front), ""]
     return lines
 

@@ -80,8 +80,10 @@ def _accuracy_vs_latency(plt, rows: list[Row], styles: dict, where: str, out: Pa
                     markersize=8, markeredgecolor="white", markeredgewidth=0.6, capsize=3,
                     alpha=0.9, label=row.label, **styles[row.label])
     front = front_rows(rows)
-    ax.plot([r.latency_ms for r in front], [r.mre_mm for r in front], "--", color="0.5", zorder=0,
-            label="Pareto front: nothing else is both faster and more accurate")
+    for k, device in enumerate(dict.fromkeys(r.device for r in front)):  # one front per device
+        line = [r for r in front if r.device == device]
+        ax.plot([r.latency_ms for r in line], [r.mre_mm for r in line], "--", color="0.5", zorder=0,
+                label=None if k else "Pareto front: nothing else is both faster and more accurate")
     ax.set_xlim(0, max(r.spread_ms[1] for r in rows) * 1.08)
     ax.set_ylim(0, max(r.mre_mm for r in rows) * 1.25)
     ax.set_xlabel(_latency_axis_label(rows))

@@ -113,12 +113,20 @@ def _set_labels(rows: list[Row]) -> None:
         batch = f", batch {r['batch']}" if r["batch"] != 1 else ""
         row.label = f"{model_name(r['model'])} ({r['precision']}, {r['backend']}{batch})"
     for extra in (lambda row: row.device, lambda row: Path(row.sources[0]).parent.name):
-        seen: dict[str, int] = {}
-        for row in rows:
-            seen[row.label] = seen.get(row.label, 0) + 1
-        for row in rows:
-            if seen[row.label] > 1:
-                row.label += f" @ {extra(row)}"
+        for group in _same_label(rows):
+            if len({extra(row) for row in group}) > 1:  # only a suffix that tells them apart
+                for row in group:
+                    row.label += f" @ {extra(row)}"
+    for group in _same_label(rows):  # last resort: plots key colours and legends by label
+        for n, row in enumerate(group[1:], start=2):
+            row.label += f" #{n}"
+
+
+def _same_label(rows: list[Row]) -> list[list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.label, []).append(row)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -137,9 +145,13 @@ def rounded_mre(row: Row) -> float:
 
 
 def front_rows(rows: list[Row]) -> list[Row]:
-    """The rows with accuracy that no other row beats on both latency and MRE, fastest first."""
-    scored = [r for r in rows if r.mre_mm is not None]
-    return [scored[i] for i in pareto_front([(r.latency_ms, rounded_mre(r)) for r in scored])]
+    """Per device, the rows with accuracy that no other row of that device beats on both latency
+    and MRE, fastest first (a GPU's latency says nothing about a Jetson's choices)."""
+    front = []
+    for device in dict.fromkeys(r.device for r in rows):
+        scored = [r for r in rows if r.mre_mm is not None and r.device == device]
+        front += [scored[i] for i in pareto_front([(r.latency_ms, rounded_mre(r)) for r in scored])]
+    return front
 
 
 def per_landmark_choice(rows: list[Row], limit: int = 5, apart_mm: float = 0.02) -> list[Row]:
