@@ -494,11 +494,22 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backe
 @cli.command()
 @click.argument("results", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True)
-def report(results, out_dir) -> None:
+@click.option("--latency-budget-ms", type=float, default=None,
+              help="The headline ships the most accurate artifact whose latency p50 fits this.")
+@click.option("--mre-budget-mm", type=float, default=None,
+              help="The headline names the fastest artifact whose MRE fits this.")
+@click.option("--devices", "devices_path", default=None,
+              help="A JSON (or YAML) devices table of prices and power draws, your own figures "
+                   "(example: benchmarks/devices.example.json): adds cost per image.")
+@click.option("--device", default=None,
+              help="Charge every row to this entry of --devices instead of matching the "
+                   "device each record names.")
+def report(results, out_dir, latency_budget_ms, mre_budget_mm, devices_path, device) -> None:
     """Render benchmark results (results.json files) as a markdown report with plots."""
     from edgeld.bench.report import load_records, render_report
 
-    md = render_report(load_records(list(results)), out_dir)
+    md = render_report(load_records(list(results)), out_dir, latency_budget_ms=latency_budget_ms,
+                       mre_budget_mm=mre_budget_mm, devices_path=devices_path, device=device)
     click.echo(f"wrote {md} and its plots")
 
 

@@ -49,4 +49,5 @@ for run in 1 2; do
       --out $B/peers-run$run
 done
 edgeld report $B/edge-artifacts/results.json $B/cascade/results.json $B/cascade3/results.json \
-    $B/peers-run1/results.json --out $B/report
+    $B/peers-run1/results.json $B/peers-run2/results.json --latency-budget-ms 40 --mre-budget-mm 2 \
+    --devices benchmarks/devices.example.json --out $B/report

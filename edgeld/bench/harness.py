@@ -147,6 +147,14 @@ def first_image(dataset: LandmarkDataset, split: str) -> np.ndarray:
     return load_grayscale(dataset.split(split)[0].path)
 
 
+def _cost_cells(record: dict[str, Any]) -> list[str]:
+    """Parameters, GMACs per image and artifact MB of a record ("-" where a stage did not know)."""
+    cost = record.get("cost") or {}
+    return [f"{cost['params']:,}" if cost.get("params") else "-",
+            f"{cost['macs'] / 1e9:.2f}" if cost.get("macs") else "-",
+            f"{cost['bytes'] / 1e6:.2f}" if cost.get("bytes") else "-"]
+
+
 def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], command: str) -> str:
     """The results table a human reads, with where and how it was measured."""
     lines = [
@@ -158,8 +166,9 @@ def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], comma
         f"onnxruntime {facts['libraries'].get('onnxruntime')}, torch {facts['libraries'].get('torch')}",
         "",
         "| model | backend | precision | batch | p50 ms | p90 ms | p99 ms | end-to-end p50 ms "
-        "| p50 spread over repeats (model / end-to-end) | images/s | MRE mm | SDR@2mm % |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p50 spread over repeats (model / end-to-end) | images/s | MRE mm | SDR@2mm % "
+        "| params | GMACs | MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in records:
         lat, e2e = r["latency_ms"], r.get("end_to_end_ms")
@@ -169,7 +178,7 @@ def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], comma
                  f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}",
                  f"{e2e['p50']:.2f}" if e2e else "-", spread, f"{r['throughput_ips']:.1f}",
                  f"{r['mre_mm']:.3f}" if "mre_mm" in r else "-",
-                 f"{r['sdr_percent']['2.0']:.1f}" if "sdr_percent" in r else "-"]
+                 f"{r['sdr_percent']['2.0']:.1f}" if "sdr_percent" in r else "-", *_cost_cells(r)]
         lines.append("| " + " | ".join(cells) + " |")
     powered = [r for r in records if r.get("power_end_to_end") or r.get("power_model_only")]
     if powered:
@@ -186,5 +195,7 @@ def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], comma
                                  f"| {pw['energy_per_image_mj']:.1f} "
                                  f"| {max(pw['max_temperatures_c'].values(), default=float('nan')):.1f} |")
     lines += ["", "Model-only time runs the network on a preprocessed batch; end-to-end time goes "
-              "from a decoded grayscale image to landmarks in mm (letterbox, network, decoding)."]
+              "from a decoded grayscale image to landmarks in mm (letterbox, network, decoding). "
+              "params, GMACs (multiply-accumulates per image) and MB (artifact bytes) add up "
+              "every stage of a cascade."]
     return "\n".join(lines) + "\n"

@@ -1,12 +1,23 @@
-"""`edgeld report`: benchmark results -> a cost-effectiveness report (markdown + PNG plots)."""
+"""`edgeld report`: benchmark results -> a cost-effectiveness report (report.md + PNG plots).
+
+This module writes the text: the headline, the measurements table and, given a devices table,
+the cost per image. Rows (repeats merged) come from report_rows, the headline from headline, the
+plots from report_plots, prices and power from device_cost."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
-from edgeld.core.errors import UserError, missing_extra
+from edgeld.bench.device_cost import DeviceTable, assign, load_devices, row_cost
+from edgeld.bench.headline import headline
+from edgeld.bench.report_plots import SPREAD_NOTE, render_plots
+from edgeld.bench.report_rows import Row, front_rows, merge_runs, model_name, pareto_front
+from edgeld.core.errors import UserError
 from edgeld.core.files import atomic_write_bytes, make_parent_folder
+
+__all__ = ["load_records", "render_report", "pareto_front", "model_name"]
 
 
 def load_records(paths: list[str]) -> list[dict[str, Any]]:
@@ -26,135 +37,121 @@ def load_records(paths: list[str]) -> list[dict[str, Any]]:
     return records
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (latency, error): nothing is both faster and better."""
-    front = []
-    for i, (lat, err) in enumerate(points):
-        if not any((l2 <= lat and e2 <= err) and (l2 < lat or e2 < err)
-                   for j, (l2, e2) in enumerate(points) if j != i):
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
+def _check_budget(value: float | None, option: str) -> None:
+    if value is not None and not value > 0:
+        raise UserError(f"{option} must be a positive number (got {value})")
 
 
-def _name(model: str) -> str:
-    """File names of a model (or of each stage of a cascade "a + b") without their folders."""
-    return " + ".join(Path(part).name for part in model.split(" + "))
+def render_report(records: list[dict[str, Any]], out_dir: str | Path,
+                  latency_budget_ms: float | None = None, mre_budget_mm: float | None = None,
+                  devices_path: str | Path | None = None, device: str | None = None) -> Path:
+    """Write report.md and its plots into out_dir; returns the markdown path.
 
-
-def _label(r: dict[str, Any]) -> str:
-    return f"{_name(r['model'])} [{r['backend']}, {r['precision']}, b{r['batch']}]"
-
-
-def _latency(r: dict[str, Any]) -> float:
-    """End-to-end p50 where measured (what a device sees), else model-only p50."""
-    return (r.get("end_to_end_ms") or r["latency_ms"])["p50"]
-
-
-def render_report(records: list[dict[str, Any]], out_dir: str | Path) -> Path:
-    """Write report.md and its plots into out_dir; returns the markdown path."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise missing_extra("matplotlib", "dev") from exc
+    Every input is checked before anything is written, so a bad budget or devices file leaves
+    no partial report behind."""
+    _check_budget(latency_budget_ms, "--latency-budget-ms")
+    _check_budget(mre_budget_mm, "--mre-budget-mm")
+    if device is not None and devices_path is None:
+        raise UserError("--device names an entry of the devices table: give --devices PATH too")
+    table = load_devices(devices_path) if devices_path is not None else None
+    rows = merge_runs(records)
+    costed = assign(rows, table, device) if table is not None else None
     out = Path(out_dir)
     make_parent_folder(out / "report.md")  # a UserError when a file is in the way
-    with_acc = [r for r in records if "mre_mm" in r]
-    lines = ["# edgeld cost-effectiveness report", "",
-             "Latency is end-to-end p50 (decoded image in, landmarks in mm out) at batch 1 where "
-             "measured, else model-only p50. Every figure comes from the results files listed at "
-             "the end, on the device named in its row.", ""]
-    plots = []
-    if with_acc:
-        # MRE to the micrometre: float noise between backends must not decide dominance
-        pts = [(_latency(r), round(r["mre_mm"], 3)) for r in with_acc]
-        front = pareto_front(pts)
-        plots = _accuracy_plots(plt, with_acc, pts, front, out)
-        lines += ["Points in the plots: " + "; ".join(f"{i + 1} = {_label(r)}"
-                                                      for i, r in enumerate(with_acc)), "",
-                  "Pareto front (no other row is both faster and more accurate): "
-                  + ", ".join(_label(with_acc[i]) for i in front), ""]
+    plots = render_plots(rows, out)
+    lines = ["# edgeld cost-effectiveness report", "", "## Headline", ""]
+    lines += _budget_line(latency_budget_ms, mre_budget_mm)
+    for paragraph in headline(rows, latency_budget_ms, mre_budget_mm):
+        lines += [paragraph, ""]
+    lines += _about(rows)
     lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
-    lines += _table(records)
+    lines += ["## Measurements", ""] + _table(rows)
+    if table is not None:
+        lines += ["", "## Cost per image", ""] + _cost_section(costed, table)
     lines += ["", "Sources: " + ", ".join(sorted({f"`{r['source']}`" for r in records}))]
     md = out / "report.md"
     atomic_write_bytes(md, ("\n".join(lines) + "\n").encode())
     return md
 
 
-def _accuracy_plots(plt, with_acc: list[dict[str, Any]], pts: list[tuple[float, float]],
-                    front: list[int], out: Path) -> list[Path]:
-    """Accuracy versus latency (with the Pareto front), versus size and compute, and the most
-    accurate row's per-landmark errors; points are numbered as in the markdown's key."""
-    plots = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue")
-    for i, (x, y) in enumerate(pts):  # numbers, keyed in the markdown: labels would overlap
-        ax.annotate(str(i + 1), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:orange",
-            label="Pareto front")
-    ax.set_xlabel("latency p50 (ms)")
-    ax.set_ylabel("MRE (mm)")
-    ax.set_title("Accuracy versus latency")
-    ax.legend()
-    plots.append(_save(fig, out / "accuracy_vs_latency.png"))
-    sized = [r for r in with_acc if r.get("cost", {}).get("bytes")]
-    if sized:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, key, unit in ((axes[0], "bytes", "artifact size (MB)"),
-                              (axes[1], "macs", "GMACs per image")):
-            scale = 1e6 if key == "bytes" else 1e9
-            keep = [(with_acc.index(r) + 1, r) for r in sized if r["cost"].get(key)]
-            xs = [r["cost"][key] / scale for _, r in keep]
-            ys = [r["mre_mm"] for _, r in keep]
-            ax.scatter(xs, ys, color="tab:green")
-            for (n, _), x, y in zip(keep, xs, ys):
-                ax.annotate(str(n), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
-            ax.set_xlabel(unit)
-            ax.set_ylabel("MRE (mm)")
-        fig.suptitle("Accuracy versus size and compute")
-        plots.append(_save(fig, out / "accuracy_vs_size.png"))
-    best = min(with_acc, key=lambda r: r["mre_mm"])
-    if best.get("per_landmark"):
-        fig, ax = plt.subplots(figsize=(9, 4))
-        names = [p["name"] for p in best["per_landmark"]]
-        ax.bar(range(len(names)), [p["mre_mm"] for p in best["per_landmark"]], color="tab:purple")
-        ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
-        ax.set_ylabel("MRE (mm)")
-        ax.set_title(f"Per-landmark error: {_label(best)}")
-        fig.tight_layout()
-        plots.append(_save(fig, out / "per_landmark.png"))
-    return plots
+def _budget_line(latency_budget_ms: float | None, mre_budget_mm: float | None) -> list[str]:
+    given = [f"latency {latency_budget_ms:g} ms" if latency_budget_ms is not None else None,
+             f"MRE {mre_budget_mm:g} mm" if mre_budget_mm is not None else None]
+    given = [g for g in given if g]
+    return [f"Budgets given: {', '.join(given)}." if given else "No budget given.", ""]
 
 
-def _table(records: list[dict[str, Any]]) -> list[str]:
-    """The markdown table: one row per record, cost and accuracy where measured."""
-    lines = ["| model | backend | precision | batch | latency p50 ms | model-only p50 ms | MRE mm "
-             "| SDR@2mm % | params | GMACs | MB | device |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in records:
-        cost = r.get("cost", {})
-        cells = [_name(r["model"]), r["backend"], r["precision"], str(r["batch"]),
-                 f"{_latency(r):.2f}", f"{r['latency_ms']['p50']:.2f}",
-                 f"{r['mre_mm']:.3f}" if "mre_mm" in r else "-",
-                 f"{r['sdr_percent']['2.0']:.1f}" if "sdr_percent" in r else "-",
+def _about(rows: list[Row]) -> list[str]:
+    """How to read the numbers: which latency, what a merged row is, the Pareto front."""
+    repeated = [r for r in rows if len(r.records) > 1]
+    lines = ["Latency is end-to-end p50 (decoded image in, landmarks in mm out) at batch 1 where "
+             "measured, else model-only p50. Every figure comes from the results files listed at "
+             "the end, on the device named in its row. " + SPREAD_NOTE, ""]
+    if repeated:
+        lines += [f"{len(repeated)} artifact(s) were measured in more than one results file (same "
+                  "file, size and accuracy): each is one row, its latency the median of the runs' "
+                  "p50s, its runs listed in the table.", ""]
+    front = front_rows(rows)
+    if front:
+        lines += ["Pareto front (no other row on the same device is both faster and more accurate): "
+                  + ", ".join(r.label for r in front), ""]
+    return lines
+
+
+def _folders(row: Row) -> str:
+    return ", ".join(Path(s).parent.name for s in row.sources)
+
+
+def _table(rows: list[Row]) -> list[str]:
+    """One line per artifact on a device, every run of it folded in."""
+    lines = ["| model | device | latency p50 ms | p50 range ms | model-only p50 ms | MRE mm "
+             "| SDR@2mm % | SDR@4mm % | params | GMACs | MB | runs (results folders) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        r, cost = row.first, row.first.get("cost") or {}
+        low, high = row.spread_ms
+        sdr = r.get("sdr_percent") or {}
+        model_only = statistics.median(x["latency_ms"]["p50"] for x in row.records)
+        cells = [row.label, row.device, f"{row.latency_ms:.2f}", f"{low:.2f}-{high:.2f}",
+                 f"{model_only:.2f}", f"{row.mre_mm:.3f}" if row.mre_mm is not None else "-",
+                 f"{sdr['2.0']:.1f}" if "2.0" in sdr else "-",
+                 f"{sdr['4.0']:.1f}" if "4.0" in sdr else "-",
                  f"{cost['params']:,}" if cost.get("params") else "-",
                  f"{cost['macs'] / 1e9:.2f}" if cost.get("macs") else "-",
                  f"{cost['bytes'] / 1e6:.2f}" if cost.get("bytes") else "-",
-                 r.get("device", {}).get("cpu", "?")]
+                 f"{len(row.records)} ({_folders(row)})"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def _save(fig, path: Path) -> Path:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+def _cost_section(costed: list[tuple[Row, Any, str]], table: DeviceTable) -> list[str]:
+    """Per costed row: images/s, images/s per unit of price, energy and cost per 1,000 images."""
+    cur = table.currency
+    kwh = (f"electricity at {table.electricity_per_kwh:g} {cur}/kWh" if table.electricity_per_kwh
+           else "no electricity price in the file, so bought devices' cost leaves energy out")
+    lines = [f"Prices and power draws come from `{table.path}`: figures a user typed in, not "
+             "measurements (energy is measured only where marked). Images/s = 1000 / the latency "
+             "p50 above, images one after another. Bought hardware is written off over its "
+             f"`lifetime_h` of back-to-back inference; {kwh}. Rented hardware: the rent of the "
+             "hours 1,000 images take.", "",
+             f"| model | charged to (how) | price {cur} | power W | images/s | images/s per price "
+             f"| energy per image J | cost per 1,000 images {cur} |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    skipped = []
+    for row, device, how in costed:
+        if device is None:
+            skipped.append(f"{row.label} ({row.device})")
+            continue
+        c = row_cost(row, device, table)
+        price = (f"{device.price:,.0f}" if device.price is not None
+                 else f"{device.price_per_hour:g}/h")
+        per_price = (f"{c['images_per_s_per_price'] * 1000:.1f} per 1,000 {cur}"
+                     if device.price is not None else f"{c['images_per_s_per_price']:.0f} per {cur}/h")
+        energy = f"{c['energy_j']:.3f} ({'measured' if c['energy_measured'] else 'table power'})"
+        lines.append(f"| {row.label} | {device.name} ({how}) | {price} | {device.power_w:g} "
+                     f"| {c['images_per_s']:.1f} | {per_price} | {energy} "
+                     f"| {c['cost_per_1000']:.3g} |")
+    if skipped:
+        lines += ["", "Not costed (no device in the table names their device; `--device NAME` "
+                  "charges every row to one entry): " + "; ".join(skipped)]
+    return lines
