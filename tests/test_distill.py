@@ -44,3 +44,31 @@ def test_each_method_trains_the_student_and_never_the_teacher(method):
     assert student.head.weight.grad is not None
     if method == "fsf":  # gradients reach the adapters through the frozen teacher decoder
         assert all(a.weight.grad is not None and a.weight.grad.abs().sum() > 0 for a in task.adapters)
+
+
+ADAPTER_METHODS = {"fsf", "fsf-out", "fitnet", "cwd"}  # feature KD through 1x1 adapters
+
+
+@pytest.mark.parametrize("method", [m for m in KD_METHODS if m != "none"])
+def test_every_adapter_parameter_gets_a_gradient(method):
+    """README: gradients reach the adapters. After one backward pass every output channel of every
+    adapter's weight has a non-zero gradient, and so does every bias, except CWD's: its loss is a
+    spatial softmax per channel, which a per-channel constant does not change, so that bias gets
+    none (float rounding only); it is inert, and this test says so rather than pretend."""
+    torch.manual_seed(0)
+    task = DistillationTask(LandmarkNet(STUDENT), LandmarkNet(TEACHER), method).train()
+    assert (len(task.adapters) > 0) == (method in ADAPTER_METHODS)
+    x = torch.randn(2, 1, 64, 64)
+    targets = torch.softmax(torch.randn(2, 2, 256), -1).view(2, 2, 16, 16)
+    losses = task(x, targets, torch.rand(2, 2, 2) * 15)
+    sum(task.loss_weights[k] * v for k, v in losses.items()).backward()
+    for i, adapter in enumerate(task.adapters):
+        grad = adapter.weight.grad
+        assert grad is not None, f"{method} adapter {i}: no gradient"
+        assert (grad.flatten(1).abs().sum(1) > 0).all(), f"{method} adapter {i}: a channel without gradient"
+        bias = adapter.bias.grad
+        assert bias is not None, f"{method} adapter {i}: bias has no gradient"
+        if method == "cwd":
+            assert bias.abs().max() < 1e-4 * grad.abs().max()
+        else:
+            assert (bias != 0).all(), f"{method} adapter {i}: a bias channel without gradient"

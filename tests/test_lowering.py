@@ -15,6 +15,8 @@ from edgeld.export.calibration import build_calibration, load_calibration, selec
 from edgeld.export.lowered import export_lowered
 from edgeld.runtime import LandmarkDetector
 
+from conftest import REAL_DATA, needs_real_data
+
 
 @pytest.fixture(scope="module")
 def tiny_io(trained_tiny):
@@ -83,10 +85,20 @@ def _quantize_nodes(path):
     return graph, inits, [n for n in graph.node if n.op_type == "QuantizeLinear"]
 
 
-def test_int8_tensorrt_layout_is_symmetric_with_float_biases(trained_tiny, calibration, tmp_path):
-    out = tmp_path / "m.int8.onnx"
-    manifest = export_lowered(str(trained_tiny["onnx"]), out, "int8", str(calibration),
-                              target="tensorrt", data_dir=str(trained_tiny["data"]), progress=False)
+@pytest.fixture(scope="module")
+def int8(trained_tiny, calibration, tmp_path_factory):
+    """The tiny model lowered for each INT8 target once: target -> (path, manifest)."""
+    out = {}
+    for target in ("tensorrt", "cpu"):
+        path = tmp_path_factory.mktemp("int8") / f"m.int8-{target}.onnx"
+        manifest = export_lowered(str(trained_tiny["onnx"]), path, "int8", str(calibration),
+                                  target=target, data_dir=str(trained_tiny["data"]), progress=False)
+        out[target] = (path, manifest)
+    return out
+
+
+def test_int8_tensorrt_layout_is_symmetric_with_float_biases(int8):
+    out, manifest = int8["tensorrt"]
     graph, inits, quants = _quantize_nodes(out)
     assert quants, "activations are quantized"
     for q in quants:
@@ -103,12 +115,68 @@ def test_int8_tensorrt_layout_is_symmetric_with_float_biases(trained_tiny, calib
     assert det.detect(np.zeros((160, 128), np.uint8)).landmarks_px.shape == (3, 2)
 
 
-def test_int8_cpu_layout_uses_unsigned_activations(trained_tiny, calibration, tmp_path):
-    out = tmp_path / "m.int8cpu.onnx"
-    export_lowered(str(trained_tiny["onnx"]), out, "int8", str(calibration), target="cpu",
-                   data_dir=str(trained_tiny["data"]), progress=False)
-    _, inits, quants = _quantize_nodes(out)
+def test_int8_cpu_layout_uses_unsigned_activations(int8):
+    _, inits, quants = _quantize_nodes(int8["cpu"][0])
     assert all(inits[q.input[2]].dtype == np.uint8 for q in quants)
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_int8_weights_are_per_channel_in_the_graph(int8, trained_tiny, target):
+    """Read from the written graph, independently of the manifest: every weight layer not kept in
+    float32 takes an INT8 initializer through a DequantizeLinear with one scale per output channel
+    (axis 0, length = out channels), zero points 0, each channel using its own full range; and the
+    manifest says what the graph holds."""
+    path, manifest = int8[target]
+    graph, inits, _ = _quantize_nodes(path)
+    fp32 = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(trained_tiny["onnx"])).graph.initializer}
+    dequant = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
+    kept = set(manifest.section("lowering")["kept_float32"])
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantized = [c for c in convs if c.input[1] in dequant]
+    assert {c.name for c in convs} - {c.name for c in quantized} <= kept
+    assert len(quantized) >= len(convs) - 1 and len(quantized) > 5
+    for conv in quantized:
+        dq = dequant[conv.input[1]]
+        weight, scale = inits[dq.input[0]], inits[dq.input[1]]
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)  # ONNX's default is 1
+        assert weight.dtype == np.int8 and axis == 0, conv.name
+        assert scale.shape == (weight.shape[0],), f"{conv.name}: scale {scale.shape}, weight {weight.shape}"
+        zero = inits[dq.input[2]]
+        assert zero.shape == scale.shape and zero.dtype == np.int8 and not zero.any()
+        assert len(np.unique(scale)) > 1  # really one scale per channel, not one repeated
+        # symmetric min-max per channel: each output channel reaches +-127 on its own
+        assert (np.abs(weight).reshape(len(weight), -1).max(1) == 127).all(), conv.name
+        original = fp32[dq.input[0].removesuffix("_quantized")]
+        step = scale.reshape(-1, *[1] * (weight.ndim - 1))
+        assert np.all(np.abs(weight * step - original) <= step / 2 + 1e-6), conv.name
+    lowering = manifest.section("lowering")
+    assert lowering["weights"] == "int8, per-channel, symmetric"
+    assert lowering["int8_weight_layers"] == len(quantized)
+
+
+def test_manifest_weight_description_comes_from_the_graph(int8, trained_tiny, tmp_path):
+    """A per-tensor Q/DQ graph (ONNX Runtime's quantizer with per_channel=False) is described as
+    such: the words are read from the graph, not a fixed string."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from edgeld.export.precision import (_Reader, describe_int8_weights, int8_weight_layout,
+                                         prepare_for_quantization)
+
+    path, manifest = int8["tensorrt"]
+    layout = int8_weight_layout(path)
+    assert layout["layers"] == layout["per_channel"] == layout["symmetric"] > 5
+    prepared, per_tensor = tmp_path / "prepared.onnx", tmp_path / "per-tensor.onnx"
+    prepare_for_quantization(trained_tiny["onnx"], prepared)
+    io = manifest.io
+    tensors = np.random.default_rng(0).normal(size=(2, 1, io.input_height, io.input_width)).astype(np.float32)
+    quantize_static(str(prepared), str(per_tensor), _Reader(io.input_name, tensors),
+                    quant_format=QuantFormat.QDQ, per_channel=False, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QInt8, extra_options={"WeightSymmetric": True})
+    flat = int8_weight_layout(per_tensor)
+    assert flat["layers"] > 5 and flat["per_channel"] == 0
+    assert describe_int8_weights(flat) == "int8, per-tensor, symmetric"
+    assert describe_int8_weights({"layers": 4, "per_channel": 3, "symmetric": 2}) == \
+        "int8, per-channel in 3 of 4 layers, zero points not all 0"
 
 
 def test_fp16_keeps_float32_io_and_passes_its_gate(trained_tiny, tmp_path):
@@ -152,3 +220,68 @@ def test_cli_int8_without_calibration_exits_2(trained_tiny, tmp_path):
                           "--to", "int8", "--out", str(tmp_path / "x.onnx")],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "calibration" in res.stderr and "Traceback" not in res.stderr
+
+
+def _calibration_holding(trained_tiny, tiny_io, ids, root):
+    """A calibration set of exactly `ids`, built from a copy of the dataset (the gate must match
+    images by content, not by path)."""
+    import shutil
+
+    data = root / "copy"
+    shutil.copytree(trained_tiny["data"], data)
+    (data / "chosen.txt").write_text("\n".join(ids) + "\n")
+    out = root / "cal-chosen"
+    build_calibration(data, "chosen", len(ids), out, tiny_io, "first", progress=False)
+    return out
+
+
+def test_int8_gate_leaves_out_calibration_images(trained_tiny, tiny_io, tmp_path):
+    validation = Manifest.read(trained_tiny["onnx"]).source["validation"]["images"]
+    assert len(validation) == 3
+    others = [s.image_id for s in open_dataset(trained_tiny["data"]).split("train")
+              if s.image_id not in validation]
+    cal = _calibration_holding(trained_tiny, tiny_io, validation[:2] + others[:3], tmp_path)
+    lines = []
+    manifest = export_lowered(str(trained_tiny["onnx"]), tmp_path / "m.onnx", "int8", str(cal),
+                              data_dir=str(trained_tiny["data"]), progress=False, echo=lines.append)
+    gate = manifest.section("gate")
+    assert gate["excluded_calibration_images"] == validation[:2]
+    assert gate["n_images"] == 1
+    assert "2 of its images are calibration images and are left out; 1 remain" in "\n".join(lines)
+
+
+def test_int8_gate_with_no_image_left_is_refused(trained_tiny, tiny_io, tmp_path):
+    validation = Manifest.read(trained_tiny["onnx"]).source["validation"]["images"]
+    cal = _calibration_holding(trained_tiny, tiny_io, validation, tmp_path)
+    with pytest.raises(UserError, match="every one of the gate's 3 images"):
+        export_lowered(str(trained_tiny["onnx"]), tmp_path / "m.onnx", "int8", str(cal),
+                       data_dir=str(trained_tiny["data"]), progress=False)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_int8_gate_record_names_the_overlap_of_the_diverse_set(int8, calibration, trained_tiny):
+    validation = Manifest.read(trained_tiny["onnx"]).source["validation"]["images"]
+    chosen = {i["id"] for i in json.loads((calibration / "manifest.json").read_text())["images"]}
+    overlap = [v for v in validation if v in chosen]
+    for _, manifest in int8.values():
+        gate = manifest.section("gate")
+        assert gate["excluded_calibration_images"] == overlap
+        assert gate["n_images"] == len(validation) - len(overlap)
+
+
+@needs_real_data
+def test_shipped_student_gate_and_committed_calibration_are_disjoint():
+    """The issue's case: 5 of the shipped student's 20 validation images are in
+    calibration/isbi2015-train-diverse64; the gate keeps the other 15."""
+    from pathlib import Path
+
+    from edgeld.export.gate import Gate
+    from edgeld.model_ref import resolve_model
+
+    ref = resolve_model("isbi2015-student")
+    validation = {"split": "train", "images": ref.metadata["training"]["val_images"]}
+    cal = json.loads((Path(__file__).resolve().parents[1] / "calibration" /
+                      "isbi2015-train-diverse64" / "manifest.json").read_text())
+    gate = Gate.load(ref.io, REAL_DATA, None, validation, [i["sha256"] for i in cal["images"]])
+    assert len(gate.excluded) == 5 and len(gate.images) == 15
+    assert set(gate.excluded) <= {i["id"] for i in cal["images"]}

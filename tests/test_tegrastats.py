@@ -220,3 +220,67 @@ def test_sampler_builds_tegrastats_command(monkeypatch):
     with TegrastatsSampler(250):
         pass
     assert seen["cmd"] == ["/usr/bin/tegrastats", "--interval", "250"]
+
+
+# Input power (VDD_IN, mW) a fake tegrastats prints on each start, in the order PowerMonitor and the
+# benchmark start it: the idle baseline, then each timed phase. The lines are the real Orin NX
+# line above with VDD_IN's current reading (and tj) replaced; its running average stays 15710 mW,
+# so a summary built on the average instead of the readings would show.
+PHASE_POWER_MW = {"idle": (4800, 5200, 5000, 5000), "model_only": (6000, 9000, 7500, 9500),
+                  "end_to_end": (10000, 12000, 11500, 10500), "model_only_batch2": (7000, 8000)}
+
+
+def varying_orin_lines(powers: tuple[int, ...]) -> list[str]:
+    import re
+
+    lines = []
+    for i, mw in enumerate(powers):
+        line = re.sub(r"VDD_IN \d+mW/", f"VDD_IN {mw}mW/", ORIN_NX_8GB)
+        lines.append(line.replace("tj@65.562C", f"tj@{60 + i}.5C"))
+    return lines
+
+
+def fake_tegrastats_by_start(counter, phases: list[list[str]]) -> list[str]:
+    """A stand-in for the tegrastats binary (no Jetson here): its n-th start prints phases[n] at
+    once, then keeps running until terminated, as tegrastats does."""
+    script = ("import pathlib, sys, time\n"
+              f"counter = pathlib.Path({str(counter)!r})\n"
+              "n = int(counter.read_text()) if counter.exists() else 0\n"
+              "counter.write_text(str(n + 1))\n"
+              f"for line in {phases!r}[n]:\n"
+              "    print(line, flush=True)\n"
+              "time.sleep(60)\n")
+    return [sys.executable, "-c", script]
+
+
+def test_energy_per_image_from_varying_power(tiny_onnx, tmp_path):
+    """The benchmark's power path end to end on a real ONNX model: idle baseline, a sampler per
+    timed phase, mean power above idle times the phase's seconds over its images, by hand."""
+    from edgeld.bench.harness import benchmark_detector
+    from edgeld.bench.tegrastats import PowerMonitor
+    from edgeld.runtime import LandmarkDetector
+
+    counter = tmp_path / "starts"
+    phases = [varying_orin_lines(PHASE_POWER_MW[p]) for p in PHASE_POWER_MW]
+    monitor = PowerMonitor(interval_ms=10, command=fake_tegrastats_by_start(counter, phases),
+                           idle_seconds=1.0)
+    assert monitor.measure_idle() == pytest.approx(5000)
+    detector = LandmarkDetector(tiny_onnx)
+    timing = {"warmup_s": 0.05, "min_seconds": 1.5, "min_runs": 5, "power": monitor}
+    record = benchmark_detector(detector, "tiny", batch=1, **timing)
+    batch2 = benchmark_detector(detector, "tiny", batch=2, **timing)
+    assert counter.read_text() == "4"  # idle, model-only, end-to-end, model-only at batch 2
+
+    cases = [(record["power_model_only"], record["latency_ms"], 1, "model_only", 8000),
+             (record["power_end_to_end"], record["end_to_end_ms"], 1, "end_to_end", 11000),
+             (batch2["power_model_only"], batch2["latency_ms"], 2, "model_only_batch2", 7500)]
+    for power, latency, batch, phase, mean_mw in cases:
+        above = mean_mw - 5000
+        assert power["samples"] == len(PHASE_POWER_MW[phase])  # its own phase's lines, all of them
+        assert power["mean_input_mw"] == pytest.approx(mean_mw)
+        assert power["mean_above_idle_mw"] == pytest.approx(above)
+        # mW x s = mJ, over every image the phase ran (runs x batch)
+        expected_mj = above * latency["seconds"] / (latency["runs"] * batch)
+        assert power["energy_per_image_mj"] == pytest.approx(expected_mj)
+        assert power["energy_per_image_mj"] > 0 and power["energy_basis"] == "above_idle"
+    assert record["power_model_only"]["max_temperatures_c"]["tj"] == 63.5

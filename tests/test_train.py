@@ -103,11 +103,45 @@ def test_invalid_distillation_options_are_refused(shared_dataset, tmp_path, kwar
               progress=False, **kwargs)
 
 
+# `edgeld train` under torchrun, with a hook around the real training loop that makes each rank
+# save the weights it ends with (parameters and buffers apart) beside the run's files.
+RANK_WEIGHTS_LAUNCHER = """
+import sys
+from pathlib import Path
+
+import torch
+
+import edgeld.train.trainer as trainer
+from edgeld.cli import main
+
+loop = trainer.run_training_loop
+
+
+def save_final_weights(setup, spec, out, run, *args, **kwargs):
+    summary = loop(setup, spec, out, run, *args, **kwargs)
+    task = setup.task
+    torch.save({"parameters": {k: v.detach().cpu() for k, v in task.named_parameters()},
+                "buffers": {k: v.detach().cpu() for k, v in task.named_buffers()}},
+               Path(out) / f"final-rank{run.ddp.rank}.pt")
+    return summary
+
+
+trainer.run_training_loop = save_final_weights
+sys.argv[0] = "edgeld"
+main()
+"""
+
+
 def test_ddp_two_processes_on_gloo(shared_dataset, tmp_path):
-    """torchrun with 2 CPU processes (gloo): one log line per epoch, one checkpoint, same model."""
+    """torchrun with 2 CPU processes (gloo): one log line per epoch, one checkpoint, and every rank
+    ends with the same weights, those of rank 0's checkpoint."""
+    import torch
+
     out = tmp_path / "ddp"
+    launcher = tmp_path / "launch_train.py"
+    launcher.write_text(RANK_WEIGHTS_LAUNCHER)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(29500 + os.getpid() % 1000), "-m", "edgeld", "train",
+           "--master_port", str(29500 + os.getpid() % 1000), str(launcher), "train",
            "--data", str(shared_dataset), "--out", str(out), "--epochs", "2", "--batch-size", "4",
            "--val-count", "3", "--input-size", "64x64", "--threads", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
@@ -117,3 +151,17 @@ def test_ddp_two_processes_on_gloo(shared_dataset, tmp_path):
     assert [x["epoch"] for x in lines] == [1, 2]
     assert json.loads((out / "config.json").read_text())["processes"] == 2
     assert (out / "best.safetensors").is_file()
+    ranks = [torch.load(out / f"final-rank{r}.pt", weights_only=True) for r in (0, 1)]
+    names = list(ranks[0]["parameters"])
+    assert names and names == list(ranks[1]["parameters"])
+    differ = [n for n in names if not torch.equal(ranks[0]["parameters"][n], ranks[1]["parameters"][n])]
+    assert not differ, f"the ranks end with different weights: {differ[:5]}"
+    saved = torch.load(out / "last.pt", weights_only=True)["model"]  # rank 0's, after the last epoch
+    assert all(torch.equal(saved[n], ranks[1]["parameters"][n]) for n in names)
+    # batch-norm running statistics are not averaged by DDP: each forward starts from rank 0's
+    # (broadcast_buffers), so after the last step each rank holds its own last update; the
+    # checkpoint holds rank 0's, and the step counts agree
+    buffers = ranks[0]["buffers"]
+    assert all(torch.equal(saved[n], buffers[n]) for n in buffers)
+    assert all(torch.equal(buffers[n], ranks[1]["buffers"][n]) for n in buffers
+               if n.endswith("num_batches_tracked"))

@@ -1,7 +1,8 @@
 """Accuracy gate: a lowered artifact is written only if its MRE stays within a bound of FP32's."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from edgeld.core.contract import ModelIO
 from edgeld.core.errors import UserError
+from edgeld.core.files import sha256_file
 from edgeld.data import LandmarkDataset, Sample, load_grayscale, open_dataset
 from edgeld.metrics import radial_errors_mm, sdr_percent
 from edgeld.runtime import LandmarkDetector
@@ -30,6 +32,19 @@ def gate_samples(dataset: LandmarkDataset, split: str | None, validation: dict[s
     return "validation (held out from train)", samples
 
 
+def drop_calibration_images(samples: list[Sample], calibration_sha256: Collection[str]
+                            ) -> tuple[list[Sample], list[str]]:
+    """The samples whose files are not calibration images (matched by content, whatever their
+    path), and the ids of those dropped: a gate on the images the ranges were fitted to would
+    flatter the lowered model."""
+    if not calibration_sha256:
+        return samples, []
+    hashes = set(calibration_sha256)
+    keep = [s for s in samples if sha256_file(s.path) not in hashes]
+    kept = {s.image_id for s in keep}
+    return keep, [s.image_id for s in samples if s.image_id not in kept]
+
+
 @dataclass
 class Gate:
     """Images and references loaded once, to evaluate many candidate graphs quickly."""
@@ -39,17 +54,22 @@ class Gate:
     images: list[np.ndarray]
     references: np.ndarray
     spacing: np.ndarray
+    excluded: list[str] = field(default_factory=list)  # calibration images left out of the gate
 
     @classmethod
     def load(cls, io: ModelIO, data_dir: str | Path, split: str | None,
-             validation: dict[str, Any]) -> "Gate":
+             validation: dict[str, Any], calibration_sha256: Collection[str] = ()) -> "Gate":
         dataset = open_dataset(data_dir)
         name, samples = gate_samples(dataset, split, validation)
         if tuple(dataset.landmark_names) != tuple(io.landmarks):
             raise UserError(f"{data_dir} has other landmarks than the model; gate on the model's dataset")
+        samples, excluded = drop_calibration_images(samples, calibration_sha256)
+        if not samples:
+            raise UserError(f"every one of the gate's {len(excluded)} images ({name}) is in the "
+                            "calibration set; give --split NAME with images it does not hold")
         return cls(io, name, [load_grayscale(s.path) for s in samples],
                    np.stack([s.reference(dataset.default_reference) for s in samples]),
-                   np.array([s.spacing_mm or (1.0, 1.0) for s in samples]))
+                   np.array([s.spacing_mm or (1.0, 1.0) for s in samples]), excluded)
 
     def evaluate(self, onnx_path: str | Path) -> dict[str, float]:
         detector = LandmarkDetector(runner=OnnxRuntimeRunner(onnx_path, ["CPUExecutionProvider"]),

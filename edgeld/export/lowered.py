@@ -13,7 +13,8 @@ from edgeld.core.errors import UserError
 from edgeld.core.files import make_parent_folder, sha256_file
 from edgeld.core.manifest import ArtifactEntry, Manifest
 from edgeld.export.gate import Gate, displacement_px
-from edgeld.export.precision import (convert_fp16, layer_names, layer_sensitivity,
+from edgeld.export.precision import (convert_fp16, describe_int8_weights,
+                                     int8_weight_layout, layer_names, layer_sensitivity,
                                      prepare_for_quantization,
                                      quantize_int8, weight_nodes)
 from edgeld.model_ref import ModelArg, ModelRef, resolve_model
@@ -73,7 +74,11 @@ def export_lowered(model: ModelArg, out: str | Path, precision: str, calibration
         if gate_root is None:
             raise UserError("the accuracy gate needs data: --data DIR (and --split NAME unless the "
                             "model records its validation images)")
-        gate = Gate.load(io, gate_root, split, fp32_manifest.source.get("validation", {}))
+        gate = Gate.load(io, gate_root, split, fp32_manifest.source.get("validation", {}),
+                         [i["sha256"] for i in calib.manifest["images"]] if calib else ())
+        if gate.excluded:
+            echo(f"accuracy gate: {len(gate.excluded)} of its images are calibration images and are "
+                 f"left out; {len(gate.images)} remain")
         reference = gate.evaluate(fp32_path)
         echo(f"FP32 on {gate.split} ({len(gate.images)} images): MRE {reference['mre_mm']:.3f} mm")
 
@@ -174,9 +179,10 @@ def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, ca
         lowering["sensitivity_px"] = {n: round(v, 4) for n, v in ranking}
         lowering["sensitivity_layers"] = {layers.get(n, n): round(v, 4) for n, v in ranking}
     if precision == "int8":
+        weights = int8_weight_layout(candidate)  # read back from the graph as written
         lowering.update({
             "format": "QDQ", "target": target, "calibration_method": method,
-            "weights": "int8, per-channel, symmetric",
+            "weights": describe_int8_weights(weights), "int8_weight_layers": weights["layers"],
             "activations": "int8, per-tensor, symmetric (zero point 0)" if target == "tensorrt"
             else "uint8, per-tensor, asymmetric (zero points)",
             "bias": "float32" if target == "tensorrt" else "int32",
@@ -187,6 +193,8 @@ def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, ca
     else:
         lowering.update({"format": "float16 graph, float32 inputs and outputs"})
     gate_record = {"split": gate.split, "n_images": len(gate.images),
+                   # images of the split that are also calibration images: left out of the gate
+                   "excluded_calibration_images": gate.excluded,
                    "fp32_mre_mm": reference["mre_mm"], "mre_mm": result["mre_mm"],
                    "mre_increase_mm": result["mre_mm"] - reference["mre_mm"],
                    "max_mre_increase_mm": limit,

@@ -44,6 +44,55 @@ def weight_nodes(onnx_path: str | Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type in WEIGHT_OPS]
 
 
+def _output_channel_axis(node) -> int:
+    """The axis of a weight-layer's weight that indexes its output channels."""
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}[node.op_type]
+
+
+def int8_weight_layout(onnx_path: str | Path) -> dict[str, int]:
+    """Counted from the graph itself: weight layers whose weight is an INT8 initializer behind a
+    DequantizeLinear (`layers`), of which with one scale per output channel on that axis
+    (`per_channel`) and with zero points 0 (`symmetric`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    dequant = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
+    counts = {"layers": 0, "per_channel": 0, "symmetric": 0}
+    for node in graph.node:
+        dq = dequant.get(node.input[1]) if node.op_type in WEIGHT_OPS and len(node.input) > 1 else None
+        if dq is None or dq.input[0] not in inits:
+            continue
+        weight = numpy_helper.to_array(inits[dq.input[0]])
+        if weight.dtype != np.int8:
+            continue
+        scale = numpy_helper.to_array(inits[dq.input[1]])
+        zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 else np.zeros(1)
+        axis = _output_channel_axis(node)
+        dq_axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)  # ONNX's default
+        counts["layers"] += 1
+        counts["per_channel"] += int(scale.ndim == 1 and scale.size == weight.shape[axis] > 1
+                                     and dq_axis % weight.ndim == axis)
+        counts["symmetric"] += int(not zero.any())
+    return counts
+
+
+def describe_int8_weights(layout: dict[str, int]) -> str:
+    """The manifest's words for `int8_weight_layout`'s counts."""
+    n = layout["layers"]
+    if n == 0:
+        return "none in int8"
+    per = layout["per_channel"]
+    granularity = ("per-channel" if per == n else "per-tensor" if per == 0
+                   else f"per-channel in {per} of {n} layers")
+    symmetry = "symmetric" if layout["symmetric"] == n else "zero points not all 0"
+    return f"int8, {granularity}, {symmetry}"
+
+
 def prepare_for_quantization(fp32_path: str | Path, out_path: str | Path) -> None:
     """ONNX Runtime's recommended pre-processing: graph optimization and shape inference."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
