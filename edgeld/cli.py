@@ -630,7 +630,9 @@ def serve() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: every interface; see README, Serving).")
 @click.option("--port", type=click.IntRange(1, 65535), required=True)
-def serve_http(model, refiner, host, port) -> None:
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=64.0,
+              show_default=True, help="Larger uploads are refused with 413.")
+def serve_http(model, refiner, host, port, max_upload_mb) -> None:
     """GET /healthz, GET /v1/model, POST /v1/detect (the `predict --json` record) on
     FastAPI/uvicorn (pip install 'edgeld[serve]'). Runs until SIGINT or SIGTERM."""
     import fastapi  # noqa: F401 - fail on a missing extra before loading the model
@@ -639,7 +641,7 @@ def serve_http(model, refiner, host, port) -> None:
     from edgeld.serve.http import serve_http as run
     from edgeld.serve.service import DetectionService
 
-    run(DetectionService(*_resolve(model, refiner)), host, port,
+    run(DetectionService(*_resolve(model, refiner)), host, port, int(max_upload_mb * 2**20),
         echo=lambda line: click.echo(line, err=True))
 
 

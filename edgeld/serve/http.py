@@ -105,11 +105,18 @@ async def _form_file(request, body: bytes) -> tuple[bytes, str, str | None]:
     return await upload.read(), upload.filename or "upload", spacing if isinstance(spacing, str) else None
 
 
-def serve_http(service: DetectionService, host: str, port: int, echo=print) -> None:
+def serve_http(service: DetectionService, host: str, port: int,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, echo=print) -> None:
     """Run uvicorn until SIGINT/SIGTERM (it lets requests in flight finish before exiting)."""
+    import signal
+
     import uvicorn
 
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal under the
+    # handler that was there before it; a no-op one makes that graceful stop exit with code 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     echo(f"edgeld: serving {service.name} over HTTP on http://{host}:{port} "
          "(GET /healthz, GET /v1/model, POST /v1/detect)")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning",
+    uvicorn.run(create_app(service, max_upload_bytes), host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=30)
