@@ -18,6 +18,8 @@ TRAINING = [
     "onnxsim==0.8.1",
     "matplotlib>=3.8",
 ]
+DICOM = ["pydicom>=2.4", "pynetdicom>=2.1", "highdicom>=0.23"]
+SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"]
 
 setup(
     name="edgeld",
@@ -34,12 +36,17 @@ setup(
     extras_require={
         # training, export and the torch backend of the benchmark
         "torch": TRAINING,
-        "dev": TRAINING + ["pytest>=8.0", "pytest-timeout>=2.3", "pydicom>=2.4",
-                         "hypothesis>=6", "jsonschema>=4.18",
-                         # the layer contracts in .importlinter, checked by the test suite
-                         "import-linter>=2.0"],
+        "dev": TRAINING + DICOM + SERVE + [
+            "pytest>=8.0", "pytest-timeout>=2.3", "hypothesis>=6", "jsonschema>=4.18",
+            # the layer contracts in .importlinter, checked by the test suite
+            "import-linter>=2.0",
+            # the HTTP client of the serve tests
+            "httpx>=0.27"],
         "trt": ["tensorrt>=10.3", "cuda-python>=12.6"],
-        "dicom": ["pydicom>=2.4"],
+        # DICOM input; `edgeld serve dicom` (DICOM networking) and Structured Reports
+        "dicom": DICOM,
+        # `edgeld serve http`
+        "serve": SERVE,
     },
     entry_points={"console_scripts": ["edgeld=edgeld.cli:main"]},
 )

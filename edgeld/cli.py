@@ -13,7 +13,10 @@ from edgeld.model_ref import ModelRef, resolve_model
 
 # optional dependencies (setup.py extras) that commands import lazily -> the extra that brings them
 OPTIONAL_EXTRAS = {"torch": "torch", "onnxscript": "torch", "onnxsim": "torch",
-                   "matplotlib": "torch", "pydicom": "dicom", "tensorrt": "trt", "cuda": "trt"}
+                   "matplotlib": "torch", "pydicom": "dicom", "tensorrt": "trt", "cuda": "trt",
+                   "pynetdicom": "dicom", "highdicom": "dicom", "fastapi": "serve",
+                   "starlette": "serve", "uvicorn": "serve", "multipart": "serve",
+                   "python_multipart": "serve"}
 
 
 class EdgeldGroup(click.Group):
@@ -320,7 +323,10 @@ def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
               help="Go on past unreadable or unusable images: write the others' records (an "
                    "unusable image's record says why and has no landmarks), list the failures on "
                    "stderr, exit 2.")
-def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going) -> None:
+@click.option("--sr", "sr_dir", default=None,
+              help="DICOM inputs only: write each one's DICOM Structured Report (TID 1500, one "
+                   "point per landmark) here, as `edgeld serve dicom` does.")
+def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going, sr_dir) -> None:
     """Landmarks of one or more X-ray images (JPEG, PNG, BMP, TIFF or DICOM). An image the model
     cannot measure (blank, not a film like its training films, too small) gets no landmarks: one
     line on stderr saying why, and exit code 2."""
@@ -328,8 +334,9 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going)
     from edgeld.overlay import save_overlay
 
     user_spacing = _parse_spacing(spacing) if spacing is not None else None
-    _check_outputs(files=(json_path,), folders=(overlay_dir,))
+    _check_outputs(files=(json_path,), folders=(overlay_dir, sr_dir))
     images = _expand_folders(images)
+    _check_sr_inputs(images, sr_dir)
     loaded, failures = _load_images(images, keep_going)  # fail early
     ref, refiners = _resolve(model, refiner)
     detector = open_detector(ref, refiner=refiners)
@@ -350,6 +357,10 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going)
         records.append(record)
         if overlay_dir and det.quality.usable:
             save_overlay(image, det, Path(overlay_dir) / f"{Path(path).stem}.png")
+        if sr_dir:
+            from edgeld.serve.sr import write_offline_sr
+
+            write_offline_sr(path, det, [ref, *refiners], sr_dir)
         if det.quality.usable:
             click.echo(f"{path}: {len(det.names)} landmarks, mean confidence "
                        f"{det.confidence.mean():.2f}" + _turned(det.orientation))
@@ -368,6 +379,16 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going)
         click.echo(f"error: {len(failures)} of {len(images)} images failed; the others' records "
                    "were written", err=True)
         sys.exit(2)
+
+
+def _check_sr_inputs(images: tuple[str, ...], sr_dir: str | None) -> None:
+    """--sr references the source DICOM image: refuse other inputs before any work."""
+    from edgeld.data.dicom import is_dicom
+
+    others = [p for p in images if sr_dir and not is_dicom(p)]
+    if others:
+        raise UserError(f"--sr needs DICOM inputs (an SR references its source image); "
+                        f"{others[0]} is not DICOM")
 
 
 def _landmark_table(record: dict) -> str:
@@ -606,6 +627,68 @@ def demo(out_dir) -> None:
     from edgeld.demo import run_demo
 
     run_demo(Path(out_dir), echo=click.echo)
+
+
+@cli.group()
+def serve() -> None:
+    """Serve the detector to devices: over HTTP, or as a DICOM node answering with an SR."""
+
+
+@serve.command("http")
+@click.argument("model")
+@click.option("--refiner", multiple=True,
+              help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; see README, Serving).")
+@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=64.0,
+              show_default=True, help="Larger uploads are refused with 413.")
+def serve_http(model, refiner, host, port, max_upload_mb) -> None:
+    """GET /healthz, GET /v1/model, POST /v1/detect (the `predict --json` record) on
+    FastAPI/uvicorn (pip install 'edgeld[serve]'). Runs until SIGINT or SIGTERM."""
+    import fastapi  # noqa: F401 - fail on a missing extra before loading the model
+    import uvicorn  # noqa: F401
+
+    from edgeld.serve.http import serve_http as run
+    from edgeld.serve.service import DetectionService
+
+    run(DetectionService(*_resolve(model, refiner)), host, port, int(max_upload_mb * 2**20),
+        echo=lambda line: click.echo(line, err=True))
+
+
+@serve.command("dicom")
+@click.argument("model")
+@click.option("--refiner", multiple=True,
+              help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; see README, Serving).")
+@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@click.option("--ae-title", default="EDGELD", show_default=True, help="This node's AE title.")
+@click.option("--out", "out_dir", default=None, help="Write each SR here (atomically).")
+@click.option("--store-to", default=None, metavar="HOST:PORT:AET",
+              help="Send each SR to this DICOM node (C-STORE), retrying while it is down.")
+@click.option("--allow-ae", multiple=True, metavar="AET",
+              help="Accept associations only from these calling AE titles (repeatable).")
+def serve_dicom(model, refiner, host, port, ae_title, out_dir, store_to, allow_ae) -> None:
+    """A DICOM Storage SCP (pip install 'edgeld[dicom]'): C-ECHO; C-STORE of DX, CR and
+    secondary capture images, each answered with a Structured Report of its landmarks."""
+    import highdicom  # noqa: F401 - fail on a missing extra before loading the model
+    import pynetdicom  # noqa: F401
+
+    from edgeld.serve.dicom_node import DicomNode, serve_dicom as run
+    from edgeld.serve.forward import Destination
+
+    if not (out_dir or store_to):
+        raise UserError("give --out DIR and/or --store-to HOST:PORT:AET: where the SRs go")
+    if not 0 < len(ae_title) <= 16 or any(len(a) > 16 or not a for a in allow_ae):
+        raise UserError("AE titles are 1 to 16 characters")
+    destination = Destination.parse(store_to) if store_to else None
+    _check_outputs(folders=(out_dir,))
+    from edgeld.serve.service import DetectionService
+
+    node = DicomNode(DetectionService(*_resolve(model, refiner)), ae_title, out_dir, destination,
+                     log=lambda line: click.echo(line, err=True))
+    run(node, host, port, allow_ae)
 
 
 def main() -> None:

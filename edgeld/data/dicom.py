@@ -104,14 +104,23 @@ def read_dicom(path: str | Path) -> DicomImage:
             raise UserError(f"DICOM file is truncated or corrupt ({_one_line(exc)}): {path}") from exc
         if forced and "PixelData" not in ds:  # parsed "anything" without a header: not DICOM
             raise UserError(f"not a readable DICOM file (no DICM header, no pixel data): {path}")
-        _check_supported(ds, path)
-        stored = _decode(ds, path)
+        return image_from_dataset(ds, path)
+
+
+def image_from_dataset(ds: Any, label: str | Path) -> DicomImage:
+    """A parsed pydicom Dataset (a file read, or one received over the network) as a DicomImage.
+
+    `label` names the source in error messages. Raises UserError as `read_dicom` does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _check_supported(ds, label)
+        stored = _decode(ds, label)
         try:
             pixels = _to_unit_gray(ds, stored)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError,
                 NotImplementedError) as exc:
             raise UserError(f"DICOM pixel transform tags are malformed ({_one_line(exc)}): "
-                            f"{path}") from exc
+                            f"{label}") from exc
         spacing, source = dicom_spacing(ds)
     return DicomImage(pixels, spacing, source)
 
