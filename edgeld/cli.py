@@ -454,18 +454,9 @@ def _spacing_for(path, user_spacing, file_spacing, file_source):
 
 def _parse_spacing(text: str) -> tuple[float, float]:
     """--spacing as a (row, column) pair in mm: "0.1" (square pixels) or "0.1x0.12"."""
-    import math
+    from edgeld.core.spacing import parse_spacing
 
-    try:
-        values = tuple(float(v) for v in text.lower().split("x"))
-    except ValueError:
-        values = ()
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise UserError(f"--spacing must be a positive number of mm like 0.1, or ROWxCOL like "
-                        f"0.1x0.12 (got {text!r})")
-    return values[0], values[1]
+    return parse_spacing(text, "--spacing")
 
 
 def _same_spacing(a: tuple[float, float], b: tuple[float, float]) -> bool:

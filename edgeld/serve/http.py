@@ -11,7 +11,8 @@ image the model cannot measure (with its record, whose `quality` says why).
 from typing import Any
 
 from edgeld.core.errors import UserError
-from edgeld.serve.service import DetectionService, parse_spacing
+from edgeld.core.spacing import parse_spacing
+from edgeld.serve.service import DetectionService
 
 # An uncompressed 16-bit 3000x2500 cephalogram is 15 MB; DICOM from a device can carry more
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -52,7 +53,7 @@ def create_app(service: DetectionService, max_upload_bytes: int = MAX_UPLOAD_BYT
         data, label, spacing_text = await _read_upload(request, max_upload_bytes)
         spacing_text = request.query_params.get("spacing_mm") or spacing_text
         try:
-            spacing = parse_spacing(spacing_text) if spacing_text else None
+            spacing = parse_spacing(spacing_text, "spacing_mm") if spacing_text else None
             # the detector runs in a worker thread so the event loop keeps answering meanwhile
             record = await run_in_threadpool(service.detect_bytes, data, label, spacing)
         except UserError as exc:

@@ -6,7 +6,6 @@ answers with the `predict --json` record.
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import threading
@@ -102,17 +101,3 @@ def read_image_bytes(data: bytes, label: str
             raise UserError(str(exc).replace(tmp, label)) from None
     finally:
         os.unlink(tmp)
-
-
-def parse_spacing(text: str) -> tuple[float, float]:
-    """A spacing in mm as a (row, column) pair: "0.1" (square pixels) or "0.1x0.12"."""
-    try:
-        values = tuple(float(v) for v in text.lower().split("x"))
-    except ValueError:
-        values = ()
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise UserError(f"spacing_mm must be a positive number of mm like 0.1, or ROWxCOL like "
-                        f"0.1x0.12 (got {text!r})")
-    return values[0], values[1]
