@@ -225,12 +225,10 @@ class LandmarkDetector:
     def refine(self, image: np.ndarray, points_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As a refinement stage: one patch per landmark around `points_src`, each decoded on its
         own landmark's channel; returns refined source pixels (K, 2) and confidences (K,)."""
-        from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
+        from edgeld.runtime.patches import PatchSpec, patches_around
 
         spec = PatchSpec(self.io.patch_size, self.io.patch_factor)
-        centres = spec.source_to_reduced(points_src)
-        patches = crop_patches(reduce_image(image, spec.factor), centres, spec, self.io.mean,
-                               self.io.std)
+        patches, centres = patches_around(image, points_src, spec, self.io.mean, self.io.std)
         logits = self.runner.infer(patches)
         k = np.arange(len(points_src))
         own = logits[k, k][None]  # (1, K, h, w): patch k read on channel k

@@ -57,3 +57,12 @@ def crop_patches(reduced: Image.Image, centres_reduced: np.ndarray, spec: PatchS
                                   resample=Image.BILINEAR, fillcolor=0)
         patches[i, 0] = np.asarray(patch, dtype=np.float32) * scale
     return normalize(patches, mean, std)
+
+
+def patches_around(image: np.ndarray, points_src: np.ndarray, spec: PatchSpec, mean: float,
+                   std: float) -> tuple[np.ndarray, np.ndarray]:
+    """A refiner's input for one image, exactly as the cascade makes it: normalized (K, 1, size,
+    size) patches around the source-pixel points (x, y), and the centres in reduced pixels.
+    The runtime's refinement and the refiners' calibration sets both cut their patches here."""
+    centres = spec.source_to_reduced(points_src)
+    return crop_patches(reduce_image(image, spec.factor), centres, spec, mean, std), centres
