@@ -232,12 +232,17 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
 @click.option("--timing-cache", default=None, help="TensorRT timing cache file (read and updated).")
 @click.option("--legacy-calibration", default=None,
               help="TensorRT 10 only: INT8 through the legacy entropy calibrator and this calibration set.")
+@click.option("--stage1", default=None, metavar="MODEL",
+              help="Refiners (--to int8|fp16): the first stage the accuracy gate runs before MODEL, "
+                   "in FP32 [default: the calibration set's, else isbi2015-student].")
 def export(model, target_format, out, calibration, target, method, max_mre_increase, data_dir,
-           split, precision, batch_sizes, timing_cache, legacy_calibration) -> None:
+           split, precision, batch_sizes, timing_cache, legacy_calibration, stage1) -> None:
     """Export MODEL to a deployable artifact plus manifest (PATH.json)."""
     _check_outputs(files=(out,))
     engine_only = {"--precision": precision, "--timing-cache": timing_cache,
                    "--legacy-calibration": legacy_calibration}
+    if stage1 is not None and target_format not in ("int8", "fp16"):
+        raise UserError("--stage1 applies to --to int8|fp16 of a refiner only")
     if target_format != "engine":
         for name, value in engine_only.items():
             if value is not None:
@@ -279,7 +284,8 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
     if target_format == "fp16" and (target != "tensorrt" or method != "minmax"):
         raise UserError("--target and --method apply to --to int8 only")
     manifest = export_lowered(ref, out, target_format, calibration, target, method,
-                              max_mre_increase, data_dir, split, echo=click.echo)
+                              max_mre_increase, data_dir, split, echo=click.echo,
+                              stage1=resolve_model(stage1) if stage1 else None)
     gate = manifest.section("gate")
     click.echo(f"wrote {out} ({manifest.artifact.bytes / 1e6:.2f} MB) and {out}.json; "
                f"MRE on {gate['split']}: {gate['fp32_mre_mm']:.3f} -> {gate['mre_mm']:.3f} mm "
@@ -292,18 +298,31 @@ def export(model, target_format, out, calibration, target, method, max_mre_incre
 @click.option("--split", required=True)
 @click.option("--count", type=click.IntRange(1), required=True)
 @click.option("--out", "out_dir", required=True, help="Folder, e.g. calibration/isbi2015-train-64.")
-@click.option("--model", default="isbi2015-student", show_default=True,
-              help="The model whose preprocessing the tensors follow.")
+@click.option("--for", "for_model", default=None, metavar="MODEL",
+              help="The model the set is for: whole letterboxed images for a first stage, patches "
+                   "around the first stage's landmarks for a refiner [default: isbi2015-student].")
+@click.option("--model", "old_model", default=None, hidden=True)  # the earlier name of --for
+@click.option("--stage1", default=None, metavar="MODEL",
+              help="Refiners only: the first stage whose landmarks the patches are cut around "
+                   "[default: isbi2015-student].")
 @click.option("--method", type=click.Choice(options.SELECTION_METHODS), default="diverse",
               show_default=True, help="How images are chosen.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def calibrate(data_dir, split, count, out_dir, model, method, seed) -> None:
+def calibrate(data_dir, split, count, out_dir, for_model, old_model, stage1, method, seed) -> None:
     """Write an INT8 calibration set: a manifest plus preprocessed tensors."""
     from edgeld.export.calibration import build_calibration
 
+    if for_model and old_model:
+        raise UserError("--model is the earlier name of --for; give --for MODEL only")
     _check_outputs(folders=(out_dir,))
-    io = resolve_model(model).io
-    cal = build_calibration(data_dir, split, count, out_dir, io, method, seed)
+    io = resolve_model(for_model or old_model or "isbi2015-student").io
+    cal = build_calibration(data_dir, split, count, out_dir, io, method, seed,
+                            stage1=resolve_model(stage1) if stage1 else None)
+    if cal.stage1:
+        click.echo(f"wrote {out_dir}/manifest.json and tensors.npy: {len(cal.tensors)} patches "
+                   f"around {cal.stage1['name']}'s landmarks on {len(cal.manifest['images'])} "
+                   f"images from {split} ({method})")
+        return
     click.echo(f"wrote {out_dir}/manifest.json and tensors.npy: {len(cal.tensors)} images from "
                f"{split} ({method})")
 

@@ -112,3 +112,17 @@ def trained_tiny(shared_dataset, tmp_path_factory) -> dict:
     onnx_path = root / "student.onnx"
     export_onnx(summary["checkpoint"], onnx_path)
     return {"checkpoint": Path(summary["checkpoint"]), "onnx": onnx_path, "data": shared_dataset}
+
+
+@pytest.fixture(scope="session")
+def refiner(trained_tiny, tmp_path_factory) -> dict:
+    """A tiny refiner (32 px patches at factor 1) trained briefly after `trained_tiny`: the
+    training summary, with its checkpoint at ["checkpoint"]."""
+    from edgeld.config import TrainSpec
+    from edgeld.runtime.patches import PatchSpec
+    from edgeld.train.refiner import train_refiner
+
+    out = tmp_path_factory.mktemp("refiner") / "run"
+    return train_refiner(str(trained_tiny["data"]), str(out), str(trained_tiny["checkpoint"]),
+                         TrainSpec(epochs=2, batch_size=8, val_count=3, threads=1),
+                         PatchSpec(size=32, factor=1), progress=False)

@@ -378,6 +378,18 @@ BAD: dict[str, tuple[Case, str]] = {
     "calibrate-count-larger-than-split": (
         lambda i: ["calibrate", "--data", i.data, "--split", "test1", "--count", "50",
                    "--model", i.onnx, "--out", i.out("cal")], "--count"),
+    "calibrate-stage1-for-a-first-stage": (
+        lambda i: ["calibrate", "--data", i.data, "--split", "train", "--count", "2", "--for",
+                   i.onnx, "--stage1", i.onnx, "--out", i.out("cal")], "--stage1 applies"),
+    "calibrate-for-and-its-old-spelling": (
+        lambda i: ["calibrate", "--data", i.data, "--split", "train", "--count", "2", "--for",
+                   i.onnx, "--model", i.onnx, "--out", i.out("cal")], "give --for MODEL only"),
+    "export-stage1-for-a-first-stage": (
+        lambda i: ["export", i.onnx, "--to", "fp16", "--data", i.data, "--split", "test1",
+                   "--stage1", i.onnx, "--out", i.out("m.onnx")], "refiner only"),
+    "export-stage1-with-to-onnx": (
+        lambda i: ["export", i.checkpoint, "--to", "onnx", "--stage1", i.onnx,
+                   "--out", i.out("m.onnx")], "--stage1 applies"),
     "unknown-command": (lambda i: ["frobnicate", i.onnx], "frobnicate"),
     "missing-argument": (lambda i: ["predict", i.onnx], "IMAGE"),
     # outputs that cannot be written
@@ -395,7 +407,7 @@ BAD: dict[str, tuple[Case, str]] = {
     "benchmark-out-is-a-file": (
         lambda i: ["benchmark", i.onnx, "--seconds", "0.1", "--out", i.file("taken", "x")], "taken"),
     "calibrate-out-is-a-file": (
-        lambda i: ["calibrate", "--data", i.data, "--split", "test1", "--count", "2", "--model",
+        lambda i: ["calibrate", "--data", i.data, "--split", "test1", "--count", "2", "--for",
                    i.onnx, "--method", "first", "--out", i.file("taken", "x")], "taken"),
     "train-out-is-a-file": (
         lambda i: ["train", "--data", i.data, "--out", i.file("taken", "x"), "--epochs", "1",

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from edgeld.config import TrainSpec
 from edgeld.core.errors import UserError
 from edgeld.load import open_detector
 from edgeld.runtime.patches import PatchSpec, crop_patches, reduce_image
@@ -35,17 +34,6 @@ def test_patches_outside_the_image_are_zero_filled():
     patch = crop_patches(reduce_image(np.ones((10, 10), np.float32), 1), np.array([[-20.0, -20.0]]),
                          spec, 0.0, 1.0)
     assert patch.shape == (1, 1, 8, 8) and not patch.any()
-
-
-@pytest.fixture(scope="module")
-def refiner(trained_tiny, tmp_path_factory):
-    from edgeld.train.refiner import train_refiner
-
-    out = tmp_path_factory.mktemp("refiner") / "run"
-    summary = train_refiner(str(trained_tiny["data"]), str(out), str(trained_tiny["checkpoint"]),
-                            TrainSpec(epochs=2, batch_size=8, val_count=3, threads=1),
-                            PatchSpec(size=32, factor=1), progress=False)
-    return summary
 
 
 def test_refiner_training_logs_cascade_metrics(refiner):

@@ -31,7 +31,9 @@ def _cli_commands(group: click.Group = cli, prefix: str = "") -> dict[str, set[s
         if isinstance(command, click.Group):
             found |= _cli_commands(command, f"{prefix}{name} ")
         else:
-            found[prefix + name] = {o for p in command.params if isinstance(p, click.Option)
+            # hidden options are old spellings kept working (calibrate --model), not documented
+            found[prefix + name] = {o for p in command.params
+                                    if isinstance(p, click.Option) and not p.hidden
                                     for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
     return found
 

@@ -3,13 +3,21 @@
 A calibration folder holds `manifest.json` (dataset, split, image ids with sha256, preprocessing,
 selection method) and `tensors.npy` (float32, N x 1 x H x W). The manifest is small and committed;
 the tensors are regenerated from it and the dataset whenever they are missing.
+
+A first stage's set holds the whole letterboxed images. A refiner's set (its contract has
+`patch_size` > 0) holds the patches it would read in the cascade: the first stage runs on each
+chosen image, and the patches are cut around its landmarks by the runtime's own code
+(`edgeld.runtime.patches.patches_around`), K per image, image after image. The manifest records
+the first stage (name, kind, sha256), the patch spec and each image's first-stage landmarks
+(source pixels, rounded to 0.001 px before cutting), so regenerating the tensors needs only the
+dataset, not the first stage.
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -22,8 +30,15 @@ from edgeld.data import open_dataset
 from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
 from edgeld.options import SELECTION_METHODS
+from edgeld.runtime.patches import PatchSpec, patches_around
+
+if TYPE_CHECKING:
+    from edgeld.model_ref import ModelArg
 
 CALIBRATION_FORMAT = "edgeld-calibration/1"
+DEFAULT_STAGE1 = "isbi2015-student"  # the shipped cascade's first stage
+POINT_DECIMALS = 3  # first-stage landmarks as recorded (and cut around): 0.001 source pixels
+PATCH_SAMPLING = "integer box reduction, then bilinear sampling centred on each landmark, zero outside"
 THUMBNAIL_HW = (24, 20)  # coarse anatomy and exposure: enough to tell images apart, cheap to cluster
 
 
@@ -33,8 +48,22 @@ class CalibrationSet:
     tensors: np.ndarray  # (N, 1, H, W) float32, normalized model inputs
 
     def matches(self, io: ModelIO) -> bool:
-        """Whether these tensors were preprocessed exactly as `io`'s model takes its input."""
-        return preprocess_spec(self.manifest) == io.input
+        """Whether these tensors were preprocessed exactly as `io`'s model takes its input (whole
+        images for a first stage, patches of the same size and scale for a refiner)."""
+        return preprocess_spec(self.manifest) == io.input and \
+            patch_spec(self.manifest) == (PatchSpec(io.patch_size, io.patch_factor)
+                                          if io.patch_size else None)
+
+    @property
+    def stage1(self) -> dict[str, Any] | None:
+        """The first stage a refiner's set was cut with (name, kind, sha256); None for whole images."""
+        return self.manifest.get("stage1")
+
+
+def patch_spec(manifest: dict[str, Any]) -> PatchSpec | None:
+    """The patch spec a refiner's calibration tensors were cut with; None for whole images."""
+    patch = manifest["preprocess"].get("patch")
+    return PatchSpec(patch["size"], patch["factor"]) if patch else None
 
 
 def preprocess_spec(manifest: dict[str, Any]) -> InputSpec:
@@ -93,13 +122,35 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 20) ->
 
 
 def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str | Path, io: ModelIO,
-                      method: str = "diverse", seed: int = 0, progress: bool = True) -> CalibrationSet:
-    """Select, preprocess and write a calibration set; returns it."""
+                      method: str = "diverse", seed: int = 0, progress: bool = True,
+                      stage1: ModelArg | None = None) -> CalibrationSet:
+    """Select, preprocess and write a calibration set for the model of contract `io`; returns it.
+
+    For a refiner, `stage1` (default isbi2015-student) is the whole-image model whose landmarks
+    the patches are cut around; for a first stage giving one is an error."""
+    stage1_ref = _stage1_for(io, stage1)  # refused before any image is read
     dataset = open_dataset(data_dir)
     samples = dataset.split(split)
     chosen = [samples[i] for i in select_images(samples, count, method, seed, progress)]
-    tensors = _preprocess_all(chosen, io.input, progress)
     out = Path(out_dir)
+    preprocess_record = {"input_height": io.input_height, "input_width": io.input_width,
+                         "mean": io.mean, "std": io.std}
+    images: list[dict[str, Any]] = [{"id": s.image_id, "sha256": sha256_file(s.path)} for s in chosen]
+    extra: dict[str, Any] = {}
+    if stage1_ref is None:
+        tensors = _preprocess_all(chosen, io.input, progress)
+        preprocess_record.update(reducing_gap=REDUCING_GAP,
+                                 letterbox="centred, zero padding, antialiased bilinear")
+    else:
+        points = _stage1_points(stage1_ref, chosen, progress)
+        for entry, p in zip(images, points):
+            entry["stage1_points_px"] = p.tolist()
+        spec = PatchSpec(io.patch_size, io.patch_factor)
+        preprocess_record["patch"] = {"size": spec.size, "factor": spec.factor,
+                                      "sampling": PATCH_SAMPLING}
+        tensors = _cut_all(chosen, points, spec, io.input)
+        extra["stage1"] = {"name": stage1_ref.name, "kind": stage1_ref.kind,
+                           "sha256": sha256_file(stage1_ref.path)}
     manifest = {
         "format": CALIBRATION_FORMAT,
         "name": out.name,
@@ -107,13 +158,56 @@ def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str
         "selection": {"method": method, "seed": seed, "count": count,
                       "features": f"letterboxed {THUMBNAIL_HW[0]}x{THUMBNAIL_HW[1]} thumbnail + "
                                   "intensity percentiles" if method == "diverse" else None},
-        "preprocess": {"input_height": io.input_height, "input_width": io.input_width,
-                       "mean": io.mean, "std": io.std, "reducing_gap": REDUCING_GAP,
-                       "letterbox": "centred, zero padding, antialiased bilinear"},
-        "images": [{"id": s.image_id, "sha256": sha256_file(s.path)} for s in chosen],
+        "preprocess": preprocess_record,
+        **extra,
+        "images": images,
     }
     _write_tensors(out, tensors, manifest)
     return CalibrationSet(manifest, tensors)
+
+
+def _stage1_for(io: ModelIO, stage1: ModelArg | None):
+    """The first stage a refiner's set needs (resolved and checked), or None for a first stage."""
+    from edgeld.model_ref import resolve_model
+
+    if not io.patch_size:
+        if stage1 is not None:
+            raise UserError("--stage1 applies to a refiner's calibration set only; this model is a "
+                            "first stage and is calibrated on whole images")
+        return None
+    ref = resolve_model(stage1 if stage1 is not None else DEFAULT_STAGE1)
+    if ref.kind == "engine":
+        raise UserError(f"--stage1 {ref} is a TensorRT engine; give the first stage as a built-in "
+                        "name, a checkpoint or an .onnx (calibration runs on the CPU)")
+    if ref.io.patch_size:
+        raise UserError(f"--stage1 {ref} is a refiner; give a whole-image first stage "
+                        f"(e.g. {DEFAULT_STAGE1})")
+    if tuple(ref.io.landmarks) != tuple(io.landmarks):
+        raise UserError(f"--stage1 {ref} finds other landmarks than the refiner")
+    return ref
+
+
+def _stage1_points(ref, samples: list[Sample], progress: bool) -> list[np.ndarray]:
+    """The first stage's landmarks (source pixels, K x 2, rounded) on each sample, as the cascade
+    hands them to its refiner (the first stage alone, orientation and quality checks included)."""
+    from edgeld.load import open_detector
+
+    points = []
+    with open_detector(ref) as detector:
+        for s in tqdm(samples, desc="first stage", disable=not progress, leave=False):
+            detection = detector.detect(load_grayscale(s.path))
+            if not detection.quality.usable:
+                raise UserError(f"calibration image {s.image_id}: the first stage finds it not "
+                                f"usable ({detection.quality.reason}); choose another split")
+            points.append(np.round(detection.landmarks_px.astype(np.float64), POINT_DECIMALS))
+    return points
+
+
+def _cut_all(samples: list[Sample], points: list[np.ndarray], spec: PatchSpec,
+             io_input: InputSpec) -> np.ndarray:
+    return np.concatenate([patches_around(load_grayscale(s.path), p, spec, io_input.mean,
+                                          io_input.std)[0]
+                           for s, p in zip(samples, points)]).astype(np.float32)
 
 
 def _preprocess_all(samples: list[Sample], spec: InputSpec, progress: bool) -> np.ndarray:
@@ -168,6 +262,11 @@ def regenerate(folder: Path, manifest: dict[str, Any], data_dir: str | Path | No
             raise UserError(f"calibration image {entry['id']} is missing or changed in {root}; "
                             "rebuild the set with `edgeld calibrate`")
         samples.append(sample)
-    tensors = _preprocess_all(samples, preprocess_spec(manifest), progress)
+    spec = patch_spec(manifest)
+    if spec is None:
+        tensors = _preprocess_all(samples, preprocess_spec(manifest), progress)
+    else:  # the recorded first-stage landmarks: no first stage needed, the same patches
+        points = [np.asarray(e["stage1_points_px"], dtype=np.float64) for e in manifest["images"]]
+        tensors = _cut_all(samples, points, spec, preprocess_spec(manifest))
     _write_tensors(folder, tensors, manifest)
     return CalibrationSet(manifest, tensors)

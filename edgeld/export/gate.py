@@ -1,4 +1,7 @@
-"""Accuracy gate: a lowered artifact is written only if its MRE stays within a bound of FP32's."""
+"""Accuracy gate: a lowered artifact is written only if its MRE stays within a bound of FP32's.
+
+A refiner is gated as a cascade: its first stage (unchanged, FP32) runs first on each gate image
+and the candidate refines the first stage's landmarks, exactly as `--refiner` runs it."""
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -55,10 +58,14 @@ class Gate:
     references: np.ndarray
     spacing: np.ndarray
     excluded: list[str] = field(default_factory=list)  # calibration images left out of the gate
+    stage1: LandmarkDetector | None = None  # a refiner's first stage, run before each candidate
+    stage1_name: str = ""
+    stage1_sha256: str = ""
 
     @classmethod
     def load(cls, io: ModelIO, data_dir: str | Path, split: str | None,
-             validation: dict[str, Any], calibration_sha256: Collection[str] = ()) -> "Gate":
+             validation: dict[str, Any], calibration_sha256: Collection[str] = (),
+             stage1: LandmarkDetector | None = None) -> "Gate":
         dataset = open_dataset(data_dir)
         name, samples = gate_samples(dataset, split, validation)
         if tuple(dataset.landmark_names) != tuple(io.landmarks):
@@ -69,11 +76,18 @@ class Gate:
                             "calibration set; give --split NAME with images it does not hold")
         return cls(io, name, [load_grayscale(s.path) for s in samples],
                    np.stack([s.reference(dataset.default_reference) for s in samples]),
-                   np.array([s.spacing_mm or (1.0, 1.0) for s in samples]), excluded)
+                   np.array([s.spacing_mm or (1.0, 1.0) for s in samples]), excluded, stage1)
+
+    def detector(self, onnx_path: str | Path) -> LandmarkDetector:
+        """The graph at `onnx_path` as the gate runs it: alone, or as the refiner of the stage1."""
+        candidate = LandmarkDetector(runner=OnnxRuntimeRunner(onnx_path, ["CPUExecutionProvider"]),
+                                     io=self.io)
+        if self.stage1 is None:
+            return candidate
+        return LandmarkDetector(runner=self.stage1.runner, io=self.stage1.io, refiner=candidate)
 
     def evaluate(self, onnx_path: str | Path) -> dict[str, float]:
-        detector = LandmarkDetector(runner=OnnxRuntimeRunner(onnx_path, ["CPUExecutionProvider"]),
-                                    io=self.io)
+        detector = self.detector(onnx_path)
         points = np.stack([d.landmarks_px for i in range(0, len(self.images), 8)
                            for d in detector.detect_batch(self.images[i:i + 8])])
         errors = radial_errors_mm(points, self.references, self.spacing)
@@ -82,9 +96,17 @@ class Gate:
 
 def displacement_px(reference_onnx: str | Path, candidate_onnx: str | Path, io: ModelIO,
                     inputs: np.ndarray) -> float:
-    """Mean decoded-landmark displacement (input pixels) between two graphs on the same inputs."""
+    """Mean decoded-landmark displacement (input pixels) between two graphs on the same inputs.
+
+    A refiner's inputs are patches, K per image in landmark order; each is read on its own
+    landmark's channel, as the cascade reads it."""
     codec = io.codec()
     with OnnxRuntimeRunner(reference_onnx, ["CPUExecutionProvider"]) as reference, \
             OnnxRuntimeRunner(candidate_onnx, ["CPUExecutionProvider"]) as candidate:
-        a, b = codec.decode(reference.infer(inputs))[0], codec.decode(candidate.infer(inputs))[0]
+        ref_logits, cand_logits = reference.infer(inputs), candidate.infer(inputs)
+    if io.patch_size:
+        own = np.arange(len(inputs)) % len(io.landmarks)
+        ref_logits = ref_logits[np.arange(len(inputs)), own][None]
+        cand_logits = cand_logits[np.arange(len(inputs)), own][None]
+    a, b = codec.decode(ref_logits)[0], codec.decode(cand_logits)[0]
     return float(np.linalg.norm(a - b, axis=-1).mean())

@@ -56,8 +56,13 @@ def export_lowered(model: ModelArg, out: str | Path, precision: str, calibration
                    target: str = "tensorrt", method: str = "minmax",
                    max_mre_increase: float | None = None, data_dir: str | None = None,
                    split: str | None = None, progress: bool = True,
-                   echo: Callable[[str], None] = lambda _m: None) -> Manifest:
-    """Write an INT8 (Q/DQ) or FP16 ONNX at `out` if it passes the accuracy gate."""
+                   echo: Callable[[str], None] = lambda _m: None,
+                   stage1: ModelArg | None = None) -> Manifest:
+    """Write an INT8 (Q/DQ) or FP16 ONNX at `out` if it passes the accuracy gate.
+
+    A refiner is gated on the whole cascade: `stage1` (default: the first stage its calibration
+    set was cut with, else isbi2015-student) in FP32, then the candidate, against the same
+    cascade with the FP32 refiner, on the first stage's own validation images."""
     ref = resolve_model(model)
     out = Path(out)
     if out.suffix != ".onnx":
@@ -70,17 +75,11 @@ def export_lowered(model: ModelArg, out: str | Path, precision: str, calibration
         fp32_path, fp32_manifest = resolve_fp32(ref, work)
         io = fp32_manifest.io
         calib = _calibration_for(io, calibration, progress)
-        gate_root = data_dir or (calib.manifest["dataset"]["root"] if calib else None)
-        if gate_root is None:
-            raise UserError("the accuracy gate needs data: --data DIR (and --split NAME unless the "
-                            "model records its validation images)")
-        gate = Gate.load(io, gate_root, split, fp32_manifest.source.get("validation", {}),
-                         [i["sha256"] for i in calib.manifest["images"]] if calib else ())
-        if gate.excluded:
-            echo(f"accuracy gate: {len(gate.excluded)} of its images are calibration images and are "
-                 f"left out; {len(gate.images)} remain")
+        gate = _load_gate(io, fp32_manifest, calib, data_dir, split, stage1, echo)
         reference = gate.evaluate(fp32_path)
-        echo(f"FP32 on {gate.split} ({len(gate.images)} images): MRE {reference['mre_mm']:.3f} mm")
+        cascade = f" (the cascade after {gate.stage1_name})" if gate.stage1 else ""
+        echo(f"FP32{cascade} on {gate.split}, {len(gate.images)} images: "
+             f"MRE {reference['mre_mm']:.3f} mm")
 
         if precision == "int8":  # node names below are those of the prepared graph
             source = work / "prepared.onnx"
@@ -97,8 +96,9 @@ def export_lowered(model: ModelArg, out: str | Path, precision: str, calibration
                 convert_fp16(source, path, keep_fp32=keep + others)
 
         def rank_layers() -> list[tuple[str, float]]:
-            probe = (calib.tensors if calib is not None else None)
-            inputs = probe[:SENSITIVITY_INPUTS] if probe is not None else _gate_inputs(gate)
+            per_image = len(io.landmarks) if io.patch_size else 1  # a refiner: K patches per image
+            inputs = (calib.tensors[:SENSITIVITY_INPUTS * per_image] if calib is not None
+                      else _gate_inputs(gate))
             return layer_sensitivity(
                 weight_nodes(source), lambda node, path: lower(path, [], only=[node]),
                 lambda path: displacement_px(fp32_path, path, io, inputs), progress)
@@ -113,6 +113,59 @@ def export_lowered(model: ModelArg, out: str | Path, precision: str, calibration
         manifest.write(out)
         shutil.move(str(candidate), str(out))  # same folder: an atomic rename
     return manifest
+
+
+def _load_gate(io: ModelIO, fp32_manifest: Manifest, calib, data_dir: str | None,
+               split: str | None, stage1: ModelArg | None, echo: Callable[[str], None]) -> Gate:
+    """The accuracy gate's images (calibration images left out) and, for a refiner, its first
+    stage; its validation images are the first stage's own."""
+    validation = fp32_manifest.source.get("validation", {})
+    first = None
+    if io.patch_size:
+        first, validation = _gate_stage1(io, calib, stage1, echo)
+    elif stage1 is not None:
+        raise UserError("--stage1 applies to a refiner only; this model is a first stage")
+    gate_root = data_dir or (calib.manifest["dataset"]["root"] if calib else None)
+    if gate_root is None:
+        raise UserError("the accuracy gate needs data: --data DIR (and --split NAME unless the "
+                        "model records its validation images)")
+    detector = None
+    if first is not None:
+        from edgeld.load import open_detector
+
+        detector = open_detector(first)
+    gate = Gate.load(io, gate_root, split, validation,
+                     [i["sha256"] for i in calib.manifest["images"]] if calib else (), detector)
+    if first is not None:
+        gate.stage1_name, gate.stage1_sha256 = first.name, sha256_file(first.path)
+    if gate.excluded:
+        echo(f"accuracy gate: {len(gate.excluded)} of its images are calibration images and are "
+             f"left out; {len(gate.images)} remain")
+    return gate
+
+
+def _gate_stage1(io: ModelIO, calib, stage1: ModelArg | None, echo: Callable[[str], None]
+                 ) -> tuple[ModelRef, dict[str, Any]]:
+    """A refiner's first stage for the gate, resolved and checked, and its validation images."""
+    from edgeld.export.calibration import DEFAULT_STAGE1
+
+    recorded = calib.stage1 if calib is not None else None
+    first = resolve_model(stage1 if stage1 is not None else
+                          recorded["name"] if recorded else DEFAULT_STAGE1)
+    if first.kind == "engine" or first.io.patch_size or \
+            tuple(first.io.landmarks) != tuple(io.landmarks):
+        raise UserError(f"--stage1 {first} must be a whole-image model (built-in, checkpoint or "
+                        ".onnx) for the refiner's landmarks")
+    if recorded and stage1 is None and sha256_file(first.path) != recorded["sha256"]:
+        echo(f"note: {first} has changed since the calibration set was cut with it; the gate "
+             "runs the current one")
+    if first.is_checkpoint:
+        training = first.metadata.get("training", {})
+        validation = {"dataset": training.get("dataset"), "split": "train",
+                      "images": training.get("val_images", [])}
+    else:
+        validation = first.manifest.source.get("validation", {})
+    return first, validation
 
 
 def _calibration_for(io: ModelIO, calibration: str | None, progress: bool):
@@ -155,13 +208,20 @@ def _lower_until_gate(candidate: Path, lower: Callable[[Path, list[str]], None],
 
 
 def _gate_inputs(gate: Gate):
+    """Model inputs to rank layers on without a calibration set: the first gate images, whole or,
+    for a refiner, as the patches around the first stage's landmarks."""
     import numpy as np
 
     from edgeld.core.letterbox import preprocess
+    from edgeld.runtime.patches import PatchSpec, patches_around
 
-    io = gate.io
-    return np.stack([preprocess(img, io.input_height, io.input_width, io.mean, io.std)[0]
-                     for img in gate.images[:SENSITIVITY_INPUTS]])
+    io, images = gate.io, gate.images[:SENSITIVITY_INPUTS]
+    if gate.stage1 is None:
+        return np.stack([preprocess(img, io.input_height, io.input_width, io.mean, io.std)[0]
+                         for img in images])
+    spec = PatchSpec(io.patch_size, io.patch_factor)
+    return np.concatenate([patches_around(img, gate.stage1.detect(img).landmarks_px, spec,
+                                          io.mean, io.std)[0] for img in images])
 
 
 def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, calibration, target,
@@ -187,7 +247,8 @@ def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, ca
             else "uint8, per-tensor, asymmetric (zero points)",
             "bias": "float32" if target == "tensorrt" else "int32",
             "calibration": {"path": str(calibration), "name": calib.manifest["name"],
-                            "count": len(calib.tensors),
+                            "count": len(calib.tensors), "images": len(calib.manifest["images"]),
+                            "stage1": calib.stage1,
                             "selection": calib.manifest["selection"]["method"],
                             "manifest_sha256": sha256_file(Path(calibration) / "manifest.json")}})
     else:
@@ -199,6 +260,9 @@ def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, ca
                    "mre_increase_mm": result["mre_mm"] - reference["mre_mm"],
                    "max_mre_increase_mm": limit,
                    "fp32_sdr_2mm": reference["sdr_2mm"], "sdr_2mm": result["sdr_2mm"]}
+    if gate.stage1 is not None:  # a refiner: both figures are of the cascade after this stage
+        gate_record["cascade"] = {"stage1": gate.stage1_name, "stage1_sha256": gate.stage1_sha256,
+                                  "stage1_precision": "fp32"}
     return Manifest(
         artifact=artifact, io=io,
         source={**fp32_manifest.source, "fp32_onnx_sha256": sha256_file(fp32_path)},
