@@ -48,6 +48,15 @@ for run in 1 2; do
       out/reference-init.safetensors --data $D --split test1 --seconds 3 --min-runs 10 --repeat 3 \
       --out $B/peers-run$run
 done
+# INT8 refiners: a patch calibration set around the student's landmarks, then both cascades
+edgeld calibrate --data $D --split train --count 64 --for isbi2015-refiner \
+    --out calibration/isbi2015-refiner-train-diverse64
+edgeld export out/isbi2015-refiner.onnx --to int8 --calibration calibration/isbi2015-refiner-train-diverse64 \
+    --target cpu --out out/refiner.int8-cpu.onnx
+edgeld benchmark out/isbi2015-student.onnx out/student.int8-cpu.onnx --refiner out/refiner.int8-cpu.onnx \
+    --data $D --split test1 --seconds 3 --repeat 3 --out $B/int8-cascade
+edgeld benchmark out/isbi2015-student.onnx out/student.int8-cpu.onnx --refiner out/isbi2015-refiner.onnx \
+    --data $D --split test1 --seconds 3 --repeat 3 --out $B/fp32-refiner-cascade
 edgeld report $B/edge-artifacts/results.json $B/cascade/results.json $B/cascade3/results.json \
     $B/peers-run1/results.json $B/peers-run2/results.json --latency-budget-ms 40 --mre-budget-mm 2 \
     --devices benchmarks/devices.example.json --out $B/report
