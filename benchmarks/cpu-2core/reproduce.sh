@@ -57,6 +57,8 @@ edgeld benchmark out/isbi2015-student.onnx out/student.int8-cpu.onnx --refiner o
     --data $D --split test1 --seconds 3 --repeat 3 --out $B/int8-cascade
 edgeld benchmark out/isbi2015-student.onnx out/student.int8-cpu.onnx --refiner out/isbi2015-refiner.onnx \
     --data $D --split test1 --seconds 3 --repeat 3 --out $B/fp32-refiner-cascade
+edgeld benchmark out/isbi2015-student.onnx out/student.int8-cpu.onnx --data $D --split test1 \
+    --seconds 3 --repeat 3 --threads 2 --out $B/distance-to-limit
 edgeld report $B/edge-artifacts/results.json $B/cascade/results.json $B/cascade3/results.json \
     $B/peers-run1/results.json $B/peers-run2/results.json --latency-budget-ms 40 --mre-budget-mm 2 \
     --devices benchmarks/devices.example.json --out $B/report

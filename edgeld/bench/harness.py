@@ -198,4 +198,23 @@ def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], comma
               "from a decoded grayscale image to landmarks in mm (letterbox, network, decoding). "
               "params, GMACs (multiply-accumulates per image) and MB (artifact bytes) add up "
               "every stage of a cascade."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _peak_lines(records, facts)) + "\n"
+
+
+def _peak_lines(records: list[dict[str, Any]], facts: dict[str, Any]) -> list[str]:
+    """How close each first stage's model-only time comes to this machine's attainable MAC rate."""
+    rates = facts.get("attainable_macs_per_s")
+    rated = [r for r in records if r.get("macs_rate")]
+    if not rates or not rated:
+        return []
+    lines = ["", f"Distance to the limit: this machine's attainable rate on ONNX Runtime ({rates['probe']}) "
+             f"is {rates['fp32'] / 1e9:.0f} G MACs/s FP32 and {rates['int8'] / 1e9:.0f} G MACs/s INT8 "
+             "(u8 x s8). Each first stage's MACs over its model-only p50, against its precision's:", "",
+             "| model | precision | batch | achieved G MACs/s | share of attainable |",
+             "|---|---|---:|---:|---:|"]
+    for r in rated:
+        rate = r["macs_rate"]
+        share = f"{100 * rate['fraction']:.0f}%" if rate.get("fraction") else "-"
+        lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} "
+                     f"| {rate['achieved_macs_per_s'] / 1e9:.0f} | {share} |")
+    return lines

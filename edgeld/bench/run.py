@@ -10,6 +10,7 @@ from edgeld.bench.cost import is_untrained, model_cost
 from edgeld.bench.device import device_facts
 from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image, merge_repeat,
                                   results_markdown)
+from edgeld.bench.peak import attainable_macs_per_s, fraction_of_peak
 from edgeld.data import open_dataset
 from edgeld.core.errors import UserError
 from edgeld.evaluate import evaluate
@@ -95,8 +96,24 @@ def run_benchmark(models: Sequence[ModelArg], out_dir: str | Path, *, refiners: 
                     records.append({**record, **accuracies[i], "cost": costs[i], "device": facts})
                 else:
                     merge_repeat(records[i * len(batches) + j], record)
+    _add_macs_rates(records, [model_cost(m)["macs"] for m, _ in runs], len(batches), facts,
+                    threads, echo)
     _write_results(Path(out_dir), command, facts, records)
     return records
+
+
+def _add_macs_rates(records: list[dict[str, Any]], first_stage_macs: list[int | None],
+                    per_model: int, facts: dict[str, Any], threads: int, echo: Echo) -> None:
+    """This machine's attainable FP32/INT8 MAC rates (into the device facts) and, per record, the
+    first stage's achieved rate over its model-only p50 as a fraction of its precision's."""
+    echo("measuring this machine's attainable MAC rate (FP32 and INT8 conv probe) ...")
+    rates = attainable_macs_per_s(threads)
+    facts["attainable_macs_per_s"] = rates
+    for k, record in enumerate(records):
+        macs = first_stage_macs[k // per_model]
+        record["macs_rate"] = fraction_of_peak(macs * record["batch"] if macs else None,
+                                               record["latency_ms"]["p50"], record["precision"],
+                                               rates)
 
 
 def _accuracy(name: str, detector, model: ModelRef, dataset, split: str | None,
