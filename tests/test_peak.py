@@ -30,3 +30,15 @@ def test_attainable_rates_are_measured_and_shares_follow_them():
     assert share["fraction"] == pytest.approx(1e11 / rates["int8"])
     assert fraction_of_peak(10**9, 10.0, "fp16", rates)["fraction"] == pytest.approx(1e11 / rates["fp32"])
     assert fraction_of_peak(None, 10.0, "fp32", rates) is None
+
+
+def test_benchmark_records_carry_each_stages_runtime_settings(trained_tiny):
+    from edgeld.bench.harness import benchmark_detector
+    from edgeld.runtime import LandmarkDetector
+
+    detector = LandmarkDetector(trained_tiny["onnx"], threads=1)
+    record = benchmark_detector(detector, "tiny", image=np.zeros((160, 128), np.uint8),
+                                warmup_s=0.0, min_seconds=0.0, min_runs=3)
+    (settings,) = record["runtime_settings"]
+    assert settings["intra_op_threads"] == 1 and settings["allow_spinning"] is False
+    assert settings["graph_optimization"] == "all" and settings["providers"] == ["CPUExecutionProvider"]

@@ -42,6 +42,8 @@ def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
         "cascade": detector.refiner is not None,
         "latency_ms": model_only,
         "throughput_ips": batch * 1000.0 / model_only["mean"],
+        # how each stage's runtime was set up (ONNX Runtime: threads, spinning, optimisation...)
+        "runtime_settings": [getattr(stage.runner, "settings", None) for stage in _stages(detector)],
     }
     if batch == 1:
         record["end_to_end_ms"] = measure_latency(lambda: detector.detect(image), warmup_s,
@@ -153,6 +155,14 @@ def _cost_cells(record: dict[str, Any]) -> list[str]:
     return [f"{cost['params']:,}" if cost.get("params") else "-",
             f"{cost['macs'] / 1e9:.2f}" if cost.get("macs") else "-",
             f"{cost['bytes'] / 1e6:.2f}" if cost.get("bytes") else "-"]
+
+
+def _stages(detector: LandmarkDetector) -> list[LandmarkDetector]:
+    """A detector and its refiner chain, first stage first."""
+    stages = [detector]
+    while stages[-1].refiner is not None:
+        stages.append(stages[-1].refiner)
+    return stages
 
 
 def results_markdown(records: list[dict[str, Any]], facts: dict[str, Any], command: str) -> str:

@@ -99,6 +99,9 @@ class OnnxRuntimeRunner(RunnerBase):
         # idle worker threads would spin for the next run and steal the cores from the host
         # application and from the other stages of a cascade (measured: 38 -> 30 ms end to end)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.settings = {"graph_optimization": "all", "intra_op_threads": self.threads or "default",
+                         "allow_spinning": False, "execution_mode": "sequential",
+                         "cpu_mem_arena": options.enable_cpu_mem_arena}
         try:
             session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
@@ -106,6 +109,7 @@ class OnnxRuntimeRunner(RunnerBase):
         if self.io is not None:
             check_signature(session, self.io, self.path)
         # active only once the graph passed its checks
+        self.settings["providers"] = session.get_providers()
         self.session, self.input_name = session, session.get_inputs()[0].name
         self.name = f"onnxruntime-{session.get_providers()[0].replace('ExecutionProvider', '').lower()}"
 
