@@ -639,18 +639,26 @@ def demo(out_dir) -> None:
     run_demo(Path(out_dir), echo=click.echo)
 
 
+def _service_options(command):
+    """MODEL, its refiners and where to listen: what both services take."""
+    for decorator in reversed((
+            click.argument("model"),
+            click.option("--refiner", multiple=True, help="A cascade's refinement stage to run "
+                         "after MODEL (repeat: coarse to fine)."),
+            click.option("--host", default="127.0.0.1", show_default=True,
+                         help="Address to listen on (0.0.0.0: every interface; see README, Serving)."),
+            click.option("--port", type=click.IntRange(1, 65535), required=True))):
+        command = decorator(command)
+    return command
+
+
 @cli.group()
 def serve() -> None:
     """Serve the detector to devices: over HTTP, or as a DICOM node answering with an SR."""
 
 
 @serve.command("http")
-@click.argument("model")
-@click.option("--refiner", multiple=True,
-              help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0: every interface; see README, Serving).")
-@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@_service_options
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=64.0,
               show_default=True, help="Larger uploads are refused with 413.")
 def serve_http(model, refiner, host, port, max_upload_mb) -> None:
@@ -667,12 +675,7 @@ def serve_http(model, refiner, host, port, max_upload_mb) -> None:
 
 
 @serve.command("dicom")
-@click.argument("model")
-@click.option("--refiner", multiple=True,
-              help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0: every interface; see README, Serving).")
-@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@_service_options
 @click.option("--ae-title", default="EDGELD", show_default=True, help="This node's AE title.")
 @click.option("--out", "out_dir", default=None, help="Write each SR here (atomically).")
 @click.option("--store-to", default=None, metavar="HOST:PORT:AET",
