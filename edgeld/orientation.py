@@ -11,12 +11,11 @@ from pathlib import Path
 
 from edgeld.core.errors import UserError
 from edgeld.core.files import atomic_write_bytes
-from edgeld.core.letterbox import preprocess
 from edgeld.data.datasets import open_dataset
 from edgeld.data.images import load_grayscale
 from edgeld.model_ref import ModelRef, checkpoint_metadata
-from edgeld.runtime.orientation import (OrientationReference, leave_one_out_checks,
-                                        reference_from_thumbnails, thumbnail)
+from edgeld.runtime.orientation import (OrientationReference, film_thumbnails,
+                                        leave_one_out_checks, reference_from_thumbnails)
 from edgeld.runtime.quality import QualitySpec, fit_quality
 
 def fit_on_split(ref: ModelRef, data_dir: str, split: str
@@ -30,8 +29,7 @@ def fit_on_split(ref: ModelRef, data_dir: str, split: str
     dataset = open_dataset(data_dir)
     samples = dataset.split(split)
     films = [load_grayscale(s.path) for s in samples]
-    thumbs = [thumbnail(*preprocess(f, io.input_height, io.input_width, io.mean, io.std),
-                        io.mean, io.std) for f in films]
+    thumbs = film_thumbnails(films, io.input_height, io.input_width, io.mean, io.std)
     where = f"{dataset.name} {split} ({len(samples)} films)"
     reference = reference_from_thumbnails(thumbs, fitted_on=where)
     correlations = [check.scores[0] for check in leave_one_out_checks(thumbs)]

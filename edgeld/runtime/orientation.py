@@ -157,16 +157,22 @@ class OrientationReference:
                    float(data.get("separation", 0.0)), float(data.get("min_score", 0.0)))
 
 
+def film_thumbnails(films: Iterable[np.ndarray], height: int, width: int, mean: float, std: float,
+                    size: int = THUMBNAIL_SIZE) -> list[np.ndarray]:
+    """Thumbnails of 2D grayscale films for a model of (height, width) input with the given
+    normalisation, made exactly as the runtime makes them."""
+    thumbs = []
+    for film in films:
+        x, box = preprocess(film, height, width, mean, std)
+        thumbs.append(thumbnail(x, box, mean, std, size))
+    return thumbs
+
+
 def fit_reference(films: Iterable[np.ndarray], height: int, width: int, mean: float, std: float,
                   fitted_on: str = "", size: int = THUMBNAIL_SIZE) -> OrientationReference:
-    """The reference of upright 2D grayscale films for a model of (height, width) input with the
-    given normalisation, their thumbnails made as the runtime makes them."""
-    def thumbs():
-        for film in films:
-            x, box = preprocess(film, height, width, mean, std)
-            yield thumbnail(x, box, mean, std, size)
-
-    return reference_from_thumbnails(thumbs(), fitted_on)
+    """The reference of upright 2D grayscale films for such a model."""
+    return reference_from_thumbnails(film_thumbnails(films, height, width, mean, std, size),
+                                     fitted_on)
 
 
 def reference_from_thumbnails(thumbs: Iterable[np.ndarray], fitted_on: str = "") -> OrientationReference:
