@@ -205,6 +205,11 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
     if unusable:
         click.echo(f"  {len(unusable)} images judged unusable (scored with the landmarks found "
                    "anyway): " + "; ".join(f"{r['image']}: {r['reason']}" for r in unusable[:5]))
+    flags = result.get("uncertainty")
+    if flags and flags["far_off_flagged_share"] is not None:
+        click.echo(f"  uncertain flags: {100 * flags['flagged_share']:.1f}% of landmarks, holding "
+                   f"{100 * flags['far_off_flagged_share']:.1f}% of the {flags['far_off']} more than "
+                   f"{flags['threshold_mm']:g} mm off; unflagged MRE {flags['mre_unflagged_mm']:.3f} mm")
 
 
 @cli.command()
@@ -411,12 +416,14 @@ def _check_sr_inputs(images: tuple[str, ...], sr_dir: str | None) -> None:
 
 
 def _landmark_table(record: dict) -> str:
-    """The record's landmarks as an aligned table: name, x, y (mm, else px), confidence."""
+    """The record's landmarks as an aligned table: name, x, y (mm, else px), confidence, and
+    "uncertain" beside those the model's fitted score flags as likely more than 4 mm off."""
     unit = record["units"]
     lines = [f"  {'landmark':<26} {'x (' + unit + ')':>10} {'y (' + unit + ')':>10} {'conf':>6}"]
     for lm in record["landmarks"]:
         x, y = (lm["x_mm"], lm["y_mm"]) if unit == "mm" else (lm["x_px"], lm["y_px"])
-        lines.append(f"  {lm['name']:<26} {x:>10.2f} {y:>10.2f} {lm['confidence']:>6.2f}")
+        flag = "  uncertain" if lm.get("uncertain") else ""
+        lines.append(f"  {lm['name']:<26} {x:>10.2f} {y:>10.2f} {lm['confidence']:>6.2f}{flag}")
     return "\n".join(lines)
 
 
@@ -619,6 +626,38 @@ def orientation_fit(model, data_dir, split, out) -> None:
                f"{reference.separation:.3f} ({verdict}); usability thresholds: correlation >= "
                f"{quality.min_correlation:.2f}, mean confidence >= {quality.min_confidence:.2f}, "
                f"shorter side >= {quality.min_side_px} px, aspect <= {quality.max_aspect:g}")
+
+
+@cli.group()
+def uncertainty() -> None:
+    """Which landmarks are likely far off: fit a model's or a cascade's per-landmark score."""
+
+
+@uncertainty.command("fit")
+@click.argument("model")
+@click.option("--refiner", default=None, help="fit the cascade MODEL + REFINER; the score is "
+              "stored in the refiner's copy")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="dataset folder")
+@click.option("--split", default="train", show_default=True,
+              help="the split holding MODEL's recorded validation films")
+@click.option("--out", required=True, type=click.Path(),
+              help="checkpoint to write: a copy of REFINER (with --refiner), else of MODEL")
+def uncertainty_fit(model, refiner, data_dir, split, out) -> None:
+    """Fit the per-landmark score of landmarks more than 4 mm off on MODEL's own validation
+    films, flagging 10% of their landmarks, and write it into a copy of the checkpoint."""
+    from edgeld.uncertainty import attach_uncertainty, fit_on_validation
+
+    ref = resolve_model(model)
+    second = resolve_model(refiner) if refiner else None
+    target = second or ref
+    if not target.is_checkpoint:
+        raise UserError(f"{target} is an exported artifact: fit the checkpoint it came from, "
+                        "then export again")
+    _check_outputs(files=(out,))
+    spec = fit_on_validation(ref, second, data_dir, split)
+    attach_uncertainty(target, out, spec)
+    click.echo(f"wrote {out}: per-landmark score fitted on {spec.fitted_on}; flagged above "
+               f"{spec.threshold:.3f}")
 
 
 @cli.command()

@@ -10,7 +10,8 @@ from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, load_grayscale
 from edgeld.metrics import mean_shape, place_mean_shape, radial_errors_mm, summarize
 from edgeld.runtime import LandmarkDetector
-from edgeld.runtime.quality import Quality
+from edgeld.runtime.detector import Detection
+from edgeld.runtime.uncertainty import FAR_MM
 
 
 def predict_samples(detector: LandmarkDetector, samples: list[Sample], batch_size: int = 8,
@@ -21,18 +22,19 @@ def predict_samples(detector: LandmarkDetector, samples: list[Sample], batch_siz
 
 
 def detect_samples(detector: LandmarkDetector, samples: list[Sample], batch_size: int = 8,
-                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Quality]]:
-    """`predict_samples` plus each image's usability verdict. An unusable image keeps the
-    landmarks the model found anyway, so that a split is always scored on all of its images."""
-    points, sizes, quality = [], [], []
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Detection]]:
+    """`predict_samples` plus each image's Detection (its usability verdict, its per-landmark
+    scores). An unusable image keeps the landmarks the model found anyway, so that a split is
+    always scored on all of its images."""
+    points, sizes, found = [], [], []
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch",
                       disable=not progress, leave=False):
         images = [load_grayscale(s.path) for s in samples[start:start + batch_size]]
         sizes += [img.shape for img in images]
         for d in detector.detect_batch(images):
             points.append(d.landmarks_px)
-            quality.append(d.quality)
-    return np.stack(points), np.array(sizes), quality
+            found.append(d)
+    return np.stack(points), np.array(sizes), found
 
 
 def references(dataset: LandmarkDataset, samples: list[Sample], reference: str
@@ -57,13 +59,30 @@ def evaluate(detector: LandmarkDetector, dataset: LandmarkDataset, split: str,
                         f"({', '.join(detector.names[:3])}, ...) but {dataset.root} has "
                         f"{len(dataset.landmark_names)} ({', '.join(dataset.landmark_names[:3])}, ...)")
     refs, spacing = references(dataset, samples, reference)
-    pred, _, quality = detect_samples(detector, samples, batch_size, progress)
+    pred, _, found = detect_samples(detector, samples, batch_size, progress)
     errors = radial_errors_mm(pred, refs, spacing)
     per_image = [{"image": s.image_id, "mre_mm": float(e.mean()), "max_mm": float(e.max()),
-                  "usable": q.usable, "reason": q.reason}
-                 for s, e, q in zip(samples, errors, quality)]
+                  "usable": d.quality.usable, "reason": d.quality.reason}
+                 for s, e, d in zip(samples, errors, found)]
     return {"split": split, "reference": reference, **summarize(errors, dataset.landmark_names),
-            "n_unusable": sum(not q.usable for q in quality), "per_image": per_image}
+            "n_unusable": sum(not d.quality.usable for d in found),
+            "uncertainty": flag_summary(errors, found), "per_image": per_image}
+
+
+def flag_summary(errors: np.ndarray, found: list[Detection]) -> dict[str, Any] | None:
+    """How well the `uncertain` flags pick out the landmarks more than 4 mm off (usable images
+    with flags only), or None when the detector flags nothing (no fitted score)."""
+    rows = [(e, d.uncertain) for e, d in zip(errors, found) if d.uncertain is not None]
+    if not rows:
+        return None
+    err = np.concatenate([e for e, _ in rows])
+    flag = np.concatenate([f for _, f in rows])
+    far = err > FAR_MM
+    return {"threshold_mm": FAR_MM, "landmarks": int(err.size), "flagged_share": float(flag.mean()),
+            "far_off": int(far.sum()),
+            "far_off_flagged_share": float(flag[far].mean()) if far.any() else None,
+            "flagged_far_off_share": float(far[flag].mean()) if flag.any() else None,
+            "mre_unflagged_mm": float(err[~flag].mean()) if (~flag).any() else None}
 
 
 def mean_shape_baseline(dataset: LandmarkDataset, split: str, reference: str | None = None,

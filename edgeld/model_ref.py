@@ -119,3 +119,19 @@ def checkpoint_metadata(path: Path) -> dict[str, Any]:
             return json.loads((fh.metadata() or {}).get("edgeld", "{}"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
+
+
+def rewrite_contract(src: Path, dst: str | Path, **entries: Any) -> None:
+    """Copy a safetensors checkpoint with some entries of its model contract replaced (e.g. a
+    fitted orientation reference or uncertainty score), atomically; the weights are unchanged.
+    Torch-free: safetensors' numpy API reads and writes it."""
+    from dataclasses import replace
+
+    from safetensors.numpy import load_file, save
+
+    from edgeld.core.contract import ModelIO
+    from edgeld.core.files import atomic_write_bytes
+
+    meta = checkpoint_metadata(Path(src))
+    meta["io"] = replace(ModelIO.from_dict(meta["io"]), **entries).to_dict()
+    atomic_write_bytes(dst, save(load_file(str(src)), metadata={"edgeld": json.dumps(meta)}))

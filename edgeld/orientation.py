@@ -5,15 +5,12 @@ Models trained before these existed get them this way; the weights are copied un
 """
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 from edgeld.core.errors import UserError
-from edgeld.core.files import atomic_write_bytes
 from edgeld.data.datasets import open_dataset
 from edgeld.data.images import load_grayscale
-from edgeld.model_ref import ModelRef, checkpoint_metadata
+from edgeld.model_ref import ModelRef, checkpoint_metadata, rewrite_contract
 from edgeld.runtime.orientation import (OrientationReference, film_thumbnails,
                                         leave_one_out_checks, reference_from_thumbnails)
 from edgeld.runtime.quality import QualitySpec, fit_quality
@@ -47,17 +44,8 @@ def fit_on_split(ref: ModelRef, data_dir: str, split: str
 def attach_to_checkpoint(src: str | Path, dst: str | Path, reference: OrientationReference,
                          quality: QualitySpec) -> None:
     """Copy a safetensors checkpoint with the reference and thresholds in its model contract
-    (atomically). Torch-free: safetensors' numpy API reads and writes it."""
-    from safetensors.numpy import load_file, save
-
-    from edgeld.core.contract import ModelIO
-
-    meta = checkpoint_metadata(Path(src))
-    if meta.get("io", {}).get("patch_size"):
+    (atomically)."""
+    if checkpoint_metadata(Path(src)).get("io", {}).get("patch_size"):
         raise UserError(f"{src} is a refinement stage: it reads patches around landmarks found on "
                         "an upright film and needs no orientation reference")
-    io = replace(ModelIO.from_dict(meta["io"]), orientation=reference.to_dict(),
-                 quality=quality.to_dict())
-    meta["io"] = io.to_dict()
-    tensors = load_file(str(src))
-    atomic_write_bytes(dst, save(tensors, metadata={"edgeld": json.dumps(meta)}))
+    rewrite_contract(Path(src), dst, orientation=reference.to_dict(), quality=quality.to_dict())

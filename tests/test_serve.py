@@ -286,12 +286,15 @@ def test_dicom_round_trip_sr_points_equal_predict(node, dicom_film, tmp_path):
     record, offline_sr = _predict_json(dicom_film, tmp_path)  # meanwhile the node retries the PACS
     node["pacs"] = pacs = Receiver(node["pacs_port"])
     [sr] = pacs.wait_for(1)
-    expected = {lm["name"]: (lm["x_px"], lm["y_px"], lm["confidence"]) for lm in record["landmarks"]}
+    expected = {lm["name"]: (lm["x_px"], lm["y_px"], lm["confidence"], lm["uncertain"])
+                for lm in record["landmarks"]}
+    assert all(u is not None for *_, u in expected.values())  # the shipped cascade is fitted
     for got in (read_sr_points(sr), read_sr_points(dcmread(offline_sr))):
         assert set(got) == set(expected)
-        for name, (x, y, c) in expected.items():
+        for name, (x, y, c, u) in expected.items():
             assert abs(got[name][0] - x) <= 1e-3 and abs(got[name][1] - y) <= 1e-3, name
             assert abs(got[name][2] - c) <= 1e-5
+            assert got[name][3] == u, name
     assert sr.SOPClassUID == COMPREHENSIVE_3D_SR
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == source.PatientID
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]

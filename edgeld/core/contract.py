@@ -62,6 +62,9 @@ class ModelIO:
     # thresholds of the runtime's usability check (runtime/quality.py: QualitySpec.to_dict());
     # None for refiners and for models made before it existed
     quality: dict[str, Any] | None = None
+    # the fitted per-landmark "likely far off" score (runtime/uncertainty.py: UncertaintySpec);
+    # a first stage's scores it alone, a refiner's scores the cascade behind its first stage
+    uncertainty: dict[str, Any] | None = None
 
     def codec(self) -> "SoftmaxHeatmapCodec":
         """The heatmap codec that encodes this model's targets and decodes its output."""
@@ -108,7 +111,7 @@ class ModelIO:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelIO":
         """Parse the flat form; a ValueError naming what is missing or malformed. Entries added
-        later (orientation, quality) default to None when an older artifact lacks them."""
+        later (orientation, quality, uncertainty) default to None when an older artifact lacks them."""
         if not isinstance(data, dict):
             raise ValueError("the model contract is not a JSON object")
         missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -119,7 +122,7 @@ class ModelIO:
             parts[part][name] = data[key]
         optional = {f.name: data[f.name] for f in fields(cls)
                     if f.name not in ("input", "heatmap", "landmarks") and f.name in data}
-        for entry in ("orientation", "quality"):
+        for entry in ("orientation", "quality", "uncertainty"):
             if optional.get(entry) is not None and not isinstance(optional[entry], dict):
                 raise ValueError(f"the model contract's {entry} is not a JSON object")
         return cls(InputSpec(**parts["input"]), HeatmapSpec(**parts["heatmap"]),

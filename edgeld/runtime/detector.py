@@ -16,6 +16,7 @@ from edgeld.runtime.orientation import (Orientation, OrientationCheck, Orientati
                                         thumbnail)
 from edgeld.runtime.quality import Quality, QualitySpec, is_constant
 from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
+from edgeld.runtime.uncertainty import UncertaintySpec, far_mass, feature_matrix
 
 
 @dataclass
@@ -32,6 +33,12 @@ class Detection:
     # whether the image could be measured at all (runtime/quality.py); an unusable image's
     # record carries no landmarks, only the reason
     quality: Quality = Quality(True, None, 0.0)
+    # per landmark: a calibrated score of being more than 4 mm off (runtime/uncertainty.py) and
+    # whether it crosses the model's threshold; None when the model carries no fitted score
+    uncertainty: np.ndarray | None = None
+    uncertain: np.ndarray | None = None
+    # (K, F) evidence behind the scores (runtime/uncertainty.py: feature_matrix); not serialized
+    evidence: np.ndarray | None = None
 
     @property
     def landmarks_mm(self) -> np.ndarray | None:
@@ -51,7 +58,9 @@ class Detection:
                 {"name": name, "x_px": float(p[0]), "y_px": float(p[1]),
                  "x_mm": float(mm[k, 0]) if mm is not None else None,
                  "y_mm": float(mm[k, 1]) if mm is not None else None,
-                 "confidence": float(self.confidence[k])}
+                 "confidence": float(self.confidence[k]),
+                 "uncertainty": float(self.uncertainty[k]) if self.uncertainty is not None else None,
+                 "uncertain": bool(self.uncertain[k]) if self.uncertain is not None else None}
                 for k, (name, p) in enumerate(zip(self.names, self.landmarks_px))
             ] if self.quality.usable else [],
             "orientation": self.orientation,
@@ -134,6 +143,9 @@ class LandmarkDetector:
         # them every image is measured, as before
         self.quality = (QualitySpec.from_dict(io.quality)
                         if check_quality and io.quality and not io.patch_size else None)
+        self._uncertainty_spec = self.uncertainty_spec if check_quality else None
+        # fitting a score needs the evidence of detectors that have none yet (edgeld uncertainty fit)
+        self.record_evidence = False
         self.runner.activate()
 
     def close(self) -> None:
@@ -187,12 +199,48 @@ class LandmarkDetector:
         for i, j in enumerate(chosen):
             view, pts, conf = flat[j], points[j], confidence[j]
             quality = self.quality.after(before[i], conf) if self.quality else before[i]
+            refined = None
             if self.refiner is not None and quality.usable:  # no patches around no landmarks
-                pts, conf = self.refiner.refine(view.image, pts)
+                refined = self.refiner.refine(view.image, pts)
+            scores = self._uncertainty(logits[j], view.box, pts, conf, refined)
+            if refined is not None:
+                pts, conf = refined
             detections.append(Detection(view.turn.points_to_observed(pts, view.image.shape), conf,
                                         self.names, _spacing_pair(spacings_mm[i]),
-                                        view.turn.describe(), quality))
+                                        view.turn.describe(), quality, *scores))
         return detections
+
+    @property
+    def uncertainty_spec(self) -> UncertaintySpec | None:
+        """The fitted per-landmark score this detector applies: the refiner's (fitted behind a
+        first stage) in a cascade, the model's own when it runs alone, else None."""
+        spec = self.refiner.io.uncertainty if self.refiner is not None else self.io.uncertainty
+        if not spec:
+            return None
+        spec = UncertaintySpec.from_dict(spec)
+        return spec if spec.uses_refiner == (self.refiner is not None) else None
+
+    def _uncertainty(self, logits: np.ndarray, box: Letterbox, points: np.ndarray,
+                     confidence: np.ndarray, refined: tuple[np.ndarray, np.ndarray] | None
+                     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Per-landmark scores, flags and the (K, F) evidence they come from, for one film
+        (first-stage logits (K, h, w), points in source pixels); Nones without a fitted score
+        (unless `record_evidence`) or when a cascade refined nothing (an unusable film)."""
+        spec = self._uncertainty_spec
+        if (spec is None and not self.record_evidence) or (self.refiner is not None and refined is None):
+            return None, None, None
+        cells = self.codec.to_cells(box.forward_points(points))
+        far = far_mass(logits[None], cells[None])[0]
+        refiner_conf = shift = None
+        if refined is not None:
+            shift = np.hypot(*((refined[0] - points) * box.scale_xy).T)
+            refiner_conf = refined[1]
+        prior = np.asarray(spec.prior_mm) if spec is not None else np.ones(len(points))
+        evidence = feature_matrix(confidence, far, prior, refiner_conf, shift)
+        if spec is None:
+            return None, None, evidence
+        scores = spec.score(evidence)
+        return scores, spec.flags(scores), evidence
 
     def check_orientation(self, image: np.ndarray) -> OrientationCheck | None:
         """How a 2D grayscale film is oriented relative to the model's training films, or None

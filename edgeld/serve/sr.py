@@ -90,8 +90,22 @@ def _landmark_groups(source: Any, detection: Detection, algorithm: Any) -> list:
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=name),
             referenced_region=region, finding_type=_code(f"L{k + 1:02d}", name),
-            algorithm_id=algorithm, measurements=[confidence]))
+            algorithm_id=algorithm, measurements=[confidence],
+            qualitative_evaluations=_reliability(detection, k)))
     return groups
+
+
+def _reliability(detection: Detection, k: int) -> list | None:
+    """The per-landmark verdict of the model's fitted score (none without one): "uncertain"
+    (likely more than 4 mm off: check it) or "reliable"."""
+    import highdicom as hd
+
+    if detection.uncertain is None:
+        return None
+    flagged = bool(detection.uncertain[k])
+    value = (_code("UNCERTAIN", "Uncertain: likely more than 4 mm off")
+             if flagged else _code("RELIABLE", "Not flagged as uncertain"))
+    return [hd.sr.QualitativeEvaluation(name=_code("RELIAB", "Landmark reliability"), value=value)]
 
 
 def _unusable_group(detection: Detection, algorithm: Any) -> Any:
@@ -141,8 +155,9 @@ def write_offline_sr(dicom_path: str | Path, detection: Detection, refs: Sequenc
 
 
 def read_sr_points(sr_dataset: Any) -> dict[str, Any]:
-    """Read an SR this module wrote back: {landmark name: (x_px, y_px, confidence)} in edgeld's
-    pixel convention, plus "unusable": the reason when the SR says the image was not usable."""
+    """Read an SR this module wrote back: {landmark name: (x_px, y_px, confidence, uncertain)} in
+    edgeld's pixel convention (uncertain: None when the SR carries no reliability verdict), plus
+    "unusable": the reason when the SR says the image was not usable."""
     import highdicom as hd
 
     sr = hd.sr.Comprehensive3DSR.from_dataset(sr_dataset)
@@ -150,7 +165,9 @@ def read_sr_points(sr_dataset: Any) -> dict[str, Any]:
     for group in sr.content.get_planar_roi_measurement_groups():
         x, y = np.asarray(group.roi.value, dtype=np.float64)[0] - SCOORD_OFFSET
         confidence = group.get_measurements()[0].value
-        out[group.tracking_identifier] = (float(x), float(y), float(confidence))
+        verdicts = [e.value.value for e in group.get_qualitative_evaluations()]
+        uncertain = verdicts[0] == "UNCERTAIN" if verdicts else None
+        out[group.tracking_identifier] = (float(x), float(y), float(confidence), uncertain)
     for group in sr.content.get_image_measurement_groups():
         for evaluation in group.get_qualitative_evaluations():
             out["unusable"] = evaluation.value.meaning
