@@ -50,6 +50,18 @@ def test_far_mass_is_small_for_one_peak_and_half_for_two():
     assert mass[0, 0] < 0.02 and abs(mass[0, 1] - 0.5) < 0.02
 
 
+def test_far_mass_windowed_equals_the_whole_map_sum():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(2, 5, 24, 20)).astype(np.float32)
+    cells = rng.uniform(-1.0, 21.0, size=(2, 5, 2))  # some beyond the border
+    p = np.exp(logits - logits.max(axis=(2, 3), keepdims=True))
+    p /= p.sum(axis=(2, 3), keepdims=True)
+    ys, xs = np.mgrid[:24, :20]
+    dist2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2
+    expected = (p * (dist2 > 3.0 ** 2)).sum(axis=(2, 3))
+    assert np.allclose(far_mass(logits, cells), expected, atol=1e-5)
+
+
 def test_feature_matrix_orders_columns_as_the_cascade_names_them():
     x = feature_matrix(np.array([0.9, 0.2]), np.array([0.0, 0.4]), np.array([1.0, 3.0]),
                        np.array([0.8, 0.1]), np.array([0.0, 5.0]))

@@ -58,7 +58,13 @@ class SoftmaxHeatmapCodec:
         return maps.astype(np.float32)
 
     def decode(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logit maps (N, K, h, w) to input-pixel points (N, K, 2) and confidences (N, K).
+        """Logit maps (N, K, h, w) to input-pixel points (N, K, 2) and confidences (N, K)."""
+        points, confidence, _ = self.decode_full(logits)
+        return points, confidence
+
+    def decode_full(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`decode`, plus each map's log partition function (N, K) (the softmax normaliser),
+        for evidence computed from the same maps (runtime/uncertainty.py) without a second pass.
 
         Confidence is the softmax probability mass in the 3x3 cells around the peak relative to that
         of a training target: 1 for a peak as sharp as the targets, low for a flat or multi-modal map.
@@ -94,7 +100,7 @@ class SoftmaxHeatmapCodec:
                 inside = (iy + a >= 0) & (iy + a < h) & (ix + b >= 0) & (ix + b < w)
                 mass += np.where(inside, np.exp(at(a, b) - log_z), 0.0)
         confidence = np.minimum(mass / self.target_window_mass, 1.0)
-        return self.to_pixels(cells), confidence.astype(np.float32)
+        return self.to_pixels(cells), confidence.astype(np.float32), log_z
 
 
 def _parabola_vertex(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:

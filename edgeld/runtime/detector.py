@@ -189,7 +189,8 @@ class LandmarkDetector:
         views, before = zip(*(self._views(_film(img)) for img in images))
         flat = [v for candidates in views for v in candidates]
         logits = self.runner.infer(np.stack([v.input for v in flat]))
-        points, confidence = decode_to_source(logits, [v.box for v in flat], self.codec)
+        found, confidence, log_z = self.codec.decode_full(logits)
+        points = np.stack([v.box.inverse_points(p) for v, p in zip(flat, found)])
         chosen, start = [], 0
         for candidates in views:  # a turn stands only if the network agrees: sharper heatmaps
             scores = confidence[start:start + len(candidates)].mean(axis=1)
@@ -202,7 +203,7 @@ class LandmarkDetector:
             refined = None
             if self.refiner is not None and quality.usable:  # no patches around no landmarks
                 refined = self.refiner.refine(view.image, pts)
-            scores = self._uncertainty(logits[j], view.box, pts, conf, refined)
+            scores = self._uncertainty(logits[j], log_z[j], view.box, pts, conf, refined)
             if refined is not None:
                 pts, conf = refined
             detections.append(Detection(view.turn.points_to_observed(pts, view.image.shape), conf,
@@ -220,17 +221,17 @@ class LandmarkDetector:
         spec = UncertaintySpec.from_dict(spec)
         return spec if spec.uses_refiner == (self.refiner is not None) else None
 
-    def _uncertainty(self, logits: np.ndarray, box: Letterbox, points: np.ndarray,
+    def _uncertainty(self, logits: np.ndarray, log_z: np.ndarray, box: Letterbox, points: np.ndarray,
                      confidence: np.ndarray, refined: tuple[np.ndarray, np.ndarray] | None
                      ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """Per-landmark scores, flags and the (K, F) evidence they come from, for one film
-        (first-stage logits (K, h, w), points in source pixels); Nones without a fitted score
+        (first-stage logits (K, h, w) and their normalisers (K,), points in source pixels); Nones without a fitted score
         (unless `record_evidence`) or when a cascade refined nothing (an unusable film)."""
         spec = self._uncertainty_spec
         if (spec is None and not self.record_evidence) or (self.refiner is not None and refined is None):
             return None, None, None
         cells = self.codec.to_cells(box.forward_points(points))
-        far = far_mass(logits[None], cells[None])[0]
+        far = far_mass(logits[None], cells[None], log_z=log_z[None])[0]
         refiner_conf = shift = None
         if refined is not None:
             shift = np.hypot(*((refined[0] - points) * box.scale_xy).T)

@@ -31,17 +31,29 @@ CASCADE_FEATURES = ("stage1_doubt", "far_mass", "refiner_doubt", "refiner_shift"
 L2 = 10.0  # ridge on standardised features: a few hundred validation landmarks, a few dozen misses
 
 
-def far_mass(logits: np.ndarray, cells: np.ndarray, radius: float = FAR_CELLS) -> np.ndarray:
+def far_mass(logits: np.ndarray, cells: np.ndarray, radius: float = FAR_CELLS,
+             log_z: np.ndarray | None = None) -> np.ndarray:
     """Softmax mass of each (N, K, h, w) logit map farther than `radius` cells from the decoded
-    (N, K, 2) cell position (x, y): near 0 for one clear peak, large when the map hesitates."""
+    (N, K, 2) cell position (x, y): near 0 for one clear peak, large when the map hesitates.
+    The near mass is summed in a window only; `log_z` (N, K), the maps' normalisers as the
+    codec's `decode_full` returns them, saves the one pass over whole maps."""
     n, k, h, w = logits.shape
-    flat = logits.reshape(n, k, h * w).astype(np.float32)
-    p = np.exp(flat - flat.max(axis=2, keepdims=True))
-    p /= p.sum(axis=2, keepdims=True)
-    ys, xs = np.divmod(np.arange(h * w, dtype=np.float32), np.float32(w))
-    dist2 = ((xs[None, None] - cells[..., :1].astype(np.float32)) ** 2
-             + (ys[None, None] - cells[..., 1:].astype(np.float32)) ** 2)
-    return (p * (dist2 > radius ** 2)).sum(axis=2)
+    if log_z is None:
+        flat = logits.reshape(n, k, h * w)
+        peak = flat.max(axis=2)
+        log_z = peak.astype(np.float64) + np.log(
+            np.exp(flat - peak[..., None]).sum(axis=2, dtype=np.float64))
+    offsets = np.arange(-int(np.ceil(radius)) - 1, int(np.ceil(radius)) + 2)
+    cx, cy = cells[..., 0].astype(np.float64), cells[..., 1].astype(np.float64)
+    xs = np.rint(cx)[..., None, None] + offsets[None, :]  # (N, K, 1, W)
+    ys = np.rint(cy)[..., None, None] + offsets[:, None]  # (N, K, W, 1)
+    near = (((xs - cx[..., None, None]) ** 2 + (ys - cy[..., None, None]) ** 2 <= radius ** 2)
+            & (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h))
+    nn, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    values = logits[nn[..., None, None], kk[..., None, None],
+                    np.clip(ys, 0, h - 1).astype(np.intp), np.clip(xs, 0, w - 1).astype(np.intp)]
+    mass = np.where(near, np.exp(values - log_z[..., None, None]), 0.0).sum(axis=(-2, -1))
+    return np.clip(1.0 - mass, 0.0, 1.0)
 
 
 def feature_matrix(stage1_confidence: np.ndarray, far: np.ndarray, prior_mm: np.ndarray,
