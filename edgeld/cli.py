@@ -513,9 +513,12 @@ def _same_spacing(a: tuple[float, float], b: tuple[float, float]) -> bool:
 @click.option("--power", type=click.Choice(options.POWER_MODES), default="auto", show_default=True,
               help="Sample tegrastats during each timed phase (auto: on a Jetson with tegrastats) "
                    "and report input power above idle and energy per image.")
+@click.option("--cpus", default=None,
+              help="Pin the benchmark to these CPUs (e.g. 1 or 0,1 or 0-3; Linux) so timings do "
+                   "not wander between cores; --threads then defaults to one per CPU.")
 @click.option("--out", "out_dir", required=True)
 def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backends, min_runs, repeat,
-              power, out_dir) -> None:
+              power, cpus, out_dir) -> None:
     """Latency (model-only and end-to-end) and, with --data, accuracy of each MODEL."""
     from edgeld.bench.run import check_data_split, run_benchmark
 
@@ -524,7 +527,7 @@ def benchmark(models, data_dir, split, batches, seconds, threads, refiner, backe
     command = "edgeld benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "edgeld benchmark"
     run_benchmark(models, out_dir, refiners=refiner, data_dir=data_dir, split=split, batches=batches,
                   seconds=seconds, threads=threads, backends=backends, min_runs=min_runs,
-                  repeat=repeat, power=power, command=command, echo=click.echo)
+                  repeat=repeat, power=power, cpus=cpus, command=command, echo=click.echo)
     out = Path(out_dir)
     click.echo(f"wrote {out / 'results.json'} and {out / 'results.md'}")
 

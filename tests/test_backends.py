@@ -6,6 +6,9 @@ benchmarks/gpu-h200 were measured through the same code on an H200.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -118,3 +121,18 @@ def test_onnxruntime_backends(tiny_onnx, tiny_checkpoint, tmp_path):
     assert res.exit_code == 0, res.output
     records = json.loads((tmp_path / "b" / "results.json").read_text())["records"]
     assert [r["backend"] for r in records] == ["onnxruntime-cpu", "torch-cpu"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU pinning is Linux-only")
+def test_benchmark_pins_to_the_cpus_asked(tiny_onnx, tmp_path):
+    # a subprocess: pinning the test process itself would slow every later test
+    cpu = min(os.sched_getaffinity(0))
+    done = subprocess.run([sys.executable, "-m", "edgeld", "benchmark", str(tiny_onnx), "--seconds",
+                           "0.1", "--min-runs", "5", "--cpus", str(cpu), "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert results["device"]["cpu_affinity"] == [cpu] and results["device"]["threads"] == 1
+    bad = subprocess.run([sys.executable, "-m", "edgeld", "benchmark", str(tiny_onnx), "--cpus",
+                          "4096", "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "may use CPUs" in bad.stderr and not (tmp_path / "c").exists()

@@ -124,11 +124,39 @@ def jetson_facts(root: Path = Path("/")) -> dict[str, Any] | None:
     }
 
 
+def pin_cpus(spec: str) -> list[int]:
+    """Restrict this process (and the runtime threads it starts from now on) to the CPUs of a
+    list such as "1", "0,1" or "0-3", so that timings do not wander between cores; returns them.
+    A UserError for a CPU this process may not use, or where the OS cannot pin (Linux only)."""
+    from edgeld.core.errors import UserError
+
+    if not hasattr(os, "sched_setaffinity"):
+        raise UserError("--cpus needs Linux (sched_setaffinity); leave it out on this OS")
+    try:
+        wanted: set[int] = set()
+        for part in spec.split(","):
+            low, _, high = part.strip().partition("-")
+            wanted |= set(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise UserError(f"--cpus {spec!r}: give CPU numbers like 1, 0,1 or 0-3") from None
+    allowed = os.sched_getaffinity(0)
+    if not wanted or not wanted <= allowed:
+        raise UserError(f"--cpus {spec}: this process may use CPUs {_ranges(sorted(allowed))} only")
+    os.sched_setaffinity(0, wanted)
+    return sorted(wanted)
+
+
+def _ranges(cpus: list[int]) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
 def device_facts(threads: int | None = None) -> dict[str, Any]:
     """Everything a reader needs to know where a number came from."""
     return {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        # the CPUs the timed process ran on (all of them unless `--cpus` pinned it)
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": threads,
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),

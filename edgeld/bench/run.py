@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgeld.bench.cost import is_untrained, model_cost
-from edgeld.bench.device import device_facts
+from edgeld.bench.device import device_facts, pin_cpus
 from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image, merge_repeat,
                                   results_markdown)
 from edgeld.bench.peak import attainable_macs_per_s, fraction_of_peak
@@ -61,11 +61,16 @@ def power_monitor(mode: str):
 def run_benchmark(models: Sequence[ModelArg], out_dir: str | Path, *, refiners: Sequence[ModelArg] = (),
                   data_dir: str | None = None, split: str | None = None, batches: Sequence[int] = (1,),
                   seconds: float = 3.0, threads: int = 0, backends: Sequence[str] = (),
-                  min_runs: int = 50, repeat: int = 1, power: str = "auto",
+                  min_runs: int = 50, repeat: int = 1, power: str = "auto", cpus: str | None = None,
                   command: str = "edgeld benchmark", echo: Echo = print) -> list[dict[str, Any]]:
     """Benchmark each model (followed by `refiners`) on each backend that runs it and write
-    out_dir/results.json and results.md; returns the records (one per model x backend x batch)."""
+    out_dir/results.json and results.md; returns the records (one per model x backend x batch).
+    `cpus` pins the process first (see `pin_cpus`); threads then default to one per pinned CPU."""
     check_data_split(data_dir, split)
+    if cpus:
+        pinned = pin_cpus(cpus)  # before any runtime starts its threads
+        threads = threads or len(pinned)
+        echo(f"pinned to CPUs {', '.join(map(str, pinned))} with {threads} threads")
     dataset = open_dataset(data_dir) if data_dir else None
     image = first_image(dataset, split) if dataset else None
     # resolved here, once, after the data (whose errors a user sees first, as before)
