@@ -11,7 +11,6 @@ the split measured here was never trained, selected or fitted on.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
