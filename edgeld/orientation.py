@@ -26,7 +26,8 @@ def fit_on_split(ref: ModelRef, data_dir: str, split: str
     dataset = open_dataset(data_dir)
     samples = dataset.split(split)
     films = [load_grayscale(s.path) for s in samples]
-    thumbs = film_thumbnails(films, io.input_height, io.input_width, io.mean, io.std)
+    thumbs = film_thumbnails(films, io.input_height, io.input_width, io.mean, io.std,
+                             reducing_gap=io.input.reducing_gap)
     where = f"{dataset.name} {split} ({len(samples)} films)"
     reference = reference_from_thumbnails(thumbs, fitted_on=where)
     correlations = [check.scores[0] for check in leave_one_out_checks(thumbs)]

@@ -30,7 +30,10 @@ def test_contract_round_trip_and_codec():
 
 def test_older_contract_reads_without_optional_entries():
     io = ModelIO.from_dict(V1_IO)
-    assert io == IO and io.orientation is None
+    # what those models saw: the letterbox's resampling before it was part of the contract
+    assert io == ModelIO(InputSpec(64, 48, 0.5, 0.25, reducing_gap=3.0), IO.heatmap, IO.landmarks)
+    assert io.orientation is None and io.uncertainty is None
+    assert IO.input.reducing_gap == 1.5  # new models
 
 
 def test_incomplete_contract_names_what_is_missing():
@@ -64,7 +67,8 @@ def test_version_1_manifest_still_loads(tmp_path):
         "format": "edgeld-manifest/1", "io": V1_IO, "source": {"model": "m"},
         "artifact": {"file": path.name, "sha256": sha256_file(path), "kind": "onnx"}}))
     manifest = Manifest.read(path)
-    assert manifest.io == IO and manifest.io.orientation is None
+    assert manifest.io == ModelIO.from_dict(V1_IO) and manifest.io.orientation is None
+    assert manifest.io.input.reducing_gap == 3.0
     assert manifest.artifact.precision == "fp32"  # the default version-1 readers assumed
 
 

@@ -23,6 +23,9 @@ class InputSpec:
     # fixed intensity normalization of [0, 1] grayscale; X-ray exposure varies, so no per-image stats
     mean: float = 0.5
     std: float = 0.25
+    # how the letterbox resamples (core/letterbox.py); contracts written before this field
+    # existed read as 3.0, what those models were trained with
+    reducing_gap: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,11 @@ class HeatmapSpec:
 # key -> (part of the contract, field of that part)
 _FLAT_KEYS = {"input_height": ("input", "height"), "input_width": ("input", "width"),
               "mean": ("input", "mean"), "std": ("input", "std"),
-              "heatmap_stride": ("heatmap", "stride"), "heatmap_sigma": ("heatmap", "sigma")}
-REQUIRED_KEYS = (*_FLAT_KEYS, "landmarks")
+              "heatmap_stride": ("heatmap", "stride"), "heatmap_sigma": ("heatmap", "sigma"),
+              "reducing_gap": ("input", "reducing_gap")}
+# contract entries added later, and what an older contract without them means
+_LEGACY_DEFAULTS = {"reducing_gap": 3.0}
+REQUIRED_KEYS = (*(k for k in _FLAT_KEYS if k not in _LEGACY_DEFAULTS), "landmarks")
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ class ModelIO:
             raise ValueError(f"the model contract lacks {', '.join(missing)}")
         parts: dict[str, dict[str, Any]] = {"input": {}, "heatmap": {}}
         for key, (part, name) in _FLAT_KEYS.items():
-            parts[part][name] = data[key]
+            parts[part][name] = data.get(key, _LEGACY_DEFAULTS.get(key))
         optional = {f.name: data[f.name] for f in fields(cls)
                     if f.name not in ("input", "heatmap", "landmarks") and f.name in data}
         for entry in ("orientation", "quality", "uncertainty"):

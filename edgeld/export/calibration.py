@@ -69,7 +69,9 @@ def patch_spec(manifest: dict[str, Any]) -> PatchSpec | None:
 def preprocess_spec(manifest: dict[str, Any]) -> InputSpec:
     """The input spec a calibration manifest's tensors were made with."""
     p = manifest["preprocess"]
-    return InputSpec(p["input_height"], p["input_width"], p["mean"], p["std"])
+    # sets cut before the letterbox's resampling was part of the contract used 3.0
+    return InputSpec(p["input_height"], p["input_width"], p["mean"], p["std"],
+                     p.get("reducing_gap", REDUCING_GAP))
 
 
 def select_images(samples: list[Sample], count: int, method: str, seed: int = 0,
@@ -139,7 +141,7 @@ def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str
     extra: dict[str, Any] = {}
     if stage1_ref is None:
         tensors = _preprocess_all(chosen, io.input, progress)
-        preprocess_record.update(reducing_gap=REDUCING_GAP,
+        preprocess_record.update(reducing_gap=io.input.reducing_gap,
                                  letterbox="centred, zero padding, antialiased bilinear")
     else:
         points = _stage1_points(stage1_ref, chosen, progress)
@@ -212,7 +214,7 @@ def _cut_all(samples: list[Sample], points: list[np.ndarray], spec: PatchSpec,
 
 def _preprocess_all(samples: list[Sample], spec: InputSpec, progress: bool) -> np.ndarray:
     return np.stack([preprocess(load_grayscale(s.path), spec.height, spec.width, spec.mean,
-                                spec.std)[0]
+                                spec.std, spec.reducing_gap)[0]
                      for s in tqdm(samples, desc="calibration tensors", disable=not progress,
                                    leave=False)]).astype(np.float32)
 

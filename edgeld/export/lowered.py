@@ -217,8 +217,8 @@ def _gate_inputs(gate: Gate):
 
     io, images = gate.io, gate.images[:SENSITIVITY_INPUTS]
     if gate.stage1 is None:
-        return np.stack([preprocess(img, io.input_height, io.input_width, io.mean, io.std)[0]
-                         for img in images])
+        return np.stack([preprocess(img, io.input_height, io.input_width, io.mean, io.std,
+                                    io.input.reducing_gap)[0] for img in images])
     spec = PatchSpec(io.patch_size, io.patch_factor)
     return np.concatenate([patches_around(img, gate.stage1.detect(img).landmarks_px, spec,
                                           io.mean, io.std)[0] for img in images])

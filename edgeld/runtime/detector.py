@@ -170,7 +170,8 @@ class LandmarkDetector:
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """A 2D grayscale array to the model's (1, H, W) input and the letterbox used."""
-        return preprocess(image, self.io.input_height, self.io.input_width, self.io.mean, self.io.std)
+        return preprocess(image, self.io.input_height, self.io.input_width, self.io.mean,
+                          self.io.std, self.io.input.reducing_gap)
 
     def detect(self, image: np.ndarray, spacing_mm: float | Sequence[float] | None = None
                ) -> Detection:

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edgeld.core.letterbox import Letterbox, preprocess
+from edgeld.core.letterbox import REDUCING_GAP, Letterbox, preprocess
 
 THUMBNAIL_SIZE = 48
 # Reorient only when another orientation beats "as given" by this much normalised correlation:
@@ -158,21 +158,22 @@ class OrientationReference:
 
 
 def film_thumbnails(films: Iterable[np.ndarray], height: int, width: int, mean: float, std: float,
-                    size: int = THUMBNAIL_SIZE) -> list[np.ndarray]:
+                    size: int = THUMBNAIL_SIZE, reducing_gap: float = REDUCING_GAP) -> list[np.ndarray]:
     """Thumbnails of 2D grayscale films for a model of (height, width) input with the given
-    normalisation, made exactly as the runtime makes them."""
+    normalisation and letterbox resampling, made exactly as the runtime makes them."""
     thumbs = []
     for film in films:
-        x, box = preprocess(film, height, width, mean, std)
+        x, box = preprocess(film, height, width, mean, std, reducing_gap)
         thumbs.append(thumbnail(x, box, mean, std, size))
     return thumbs
 
 
 def fit_reference(films: Iterable[np.ndarray], height: int, width: int, mean: float, std: float,
-                  fitted_on: str = "", size: int = THUMBNAIL_SIZE) -> OrientationReference:
+                  fitted_on: str = "", size: int = THUMBNAIL_SIZE,
+                  reducing_gap: float = REDUCING_GAP) -> OrientationReference:
     """The reference of upright 2D grayscale films for such a model."""
-    return reference_from_thumbnails(film_thumbnails(films, height, width, mean, std, size),
-                                     fitted_on)
+    return reference_from_thumbnails(
+        film_thumbnails(films, height, width, mean, std, size, reducing_gap), fitted_on)
 
 
 def reference_from_thumbnails(thumbs: Iterable[np.ndarray], fitted_on: str = "") -> OrientationReference:

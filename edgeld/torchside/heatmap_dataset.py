@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from edgeld.config import TrainSpec
 from edgeld.core.codec import SoftmaxHeatmapCodec
-from edgeld.core.letterbox import Letterbox, normalize
+from edgeld.core.letterbox import REDUCING_GAP, Letterbox, normalize
 from edgeld.data.augment import random_affine, random_intensity, warp_image, warp_points
 from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
@@ -28,13 +28,14 @@ class CachedSample:
 
 
 def cache_samples(samples: Sequence[Sample], height: int, width: int, reference: str,
-                  progress: bool = True) -> list[CachedSample]:
+                  progress: bool = True, reducing_gap: float = REDUCING_GAP) -> list[CachedSample]:
     """Decode and letterbox every image once (the slow part of loading), for training and validation."""
     cached = []
     for s in tqdm(samples, desc="loading images", disable=not progress, leave=False):
         img = load_grayscale(s.path)
         box = Letterbox.fit(img.shape, (height, width))
-        cached.append(CachedSample(s, box.apply(img), box.forward_points(s.reference(reference)), box))
+        cached.append(CachedSample(s, box.apply(img, reducing_gap),
+                                   box.forward_points(s.reference(reference)), box))
     return cached
 
 

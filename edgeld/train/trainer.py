@@ -147,7 +147,7 @@ def _heatmap_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
     h, w = input_spec.height, input_spec.width
     io = ModelIO(input_spec, heatmap_spec, dataset.landmark_names)
     codec = io.codec()
-    cached = cache_samples(samples, h, w, reference, progress)
+    cached = cache_samples(samples, h, w, reference, progress, input_spec.reducing_gap)
     fit = [cached[i] for i in split[0]]
     val = [cached[i] for i in split[1]]
     io = replace(io, orientation=_orientation_reference(fit, input_spec, dataset.name).to_dict())
