@@ -166,9 +166,11 @@ class LandmarkDetector:
         return self.detect_batch([image], [spacing_mm])[0]
 
     def detect_batch(self, images: Sequence[np.ndarray],
-                     spacings_mm: Sequence[float | Sequence[float] | None] | None = None
-                     ) -> list[Detection]:
-        """Landmarks of several images in one forward pass."""
+                     spacings_mm: Sequence[float | Sequence[float] | None] | None = None,
+                     image_factors: Sequence[int] | None = None) -> list[Detection]:
+        """Landmarks of several images in one forward pass. `image_factors`: per image, the
+        integer factor by which it is a reduced decode of its file (runtime/reduced.py), for the
+        refiners' patch grid; landmarks stay in the given image's pixels either way."""
         if self.io.patch_size:
             raise UserError("this model is a cascade's refinement stage: give it as --refiner of a "
                             "whole-image model")
@@ -188,7 +190,8 @@ class LandmarkDetector:
             view, pts, conf = flat[j], points[j], confidence[j]
             quality = self.quality.after(before[i], conf) if self.quality else before[i]
             if self.refiner is not None and quality.usable:  # no patches around no landmarks
-                pts, conf = self.refiner.refine(view.image, pts)
+                pts, conf = self.refiner.refine(view.image, pts,
+                                                image_factors[i] if image_factors else 1)
             detections.append(Detection(view.turn.points_to_observed(pts, view.image.shape), conf,
                                         self.names, _spacing_pair(spacings_mm[i]),
                                         view.turn.describe(), quality))
@@ -222,12 +225,17 @@ class LandmarkDetector:
         upright = check.orientation.to_upright(image)
         return [given, _View(upright, *self.preprocess(upright), check.orientation)], before
 
-    def refine(self, image: np.ndarray, points_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def refine(self, image: np.ndarray, points_src: np.ndarray, image_factor: int = 1
+               ) -> tuple[np.ndarray, np.ndarray]:
         """As a refinement stage: one patch per landmark around `points_src`, each decoded on its
-        own landmark's channel; returns refined source pixels (K, 2) and confidences (K,)."""
+        own landmark's channel; returns refined source pixels (K, 2) and confidences (K,).
+        `image_factor`: the image is its file reduced by this factor (points in its pixels)."""
         from edgeld.runtime.patches import PatchSpec, patches_around
 
-        spec = PatchSpec(self.io.patch_size, self.io.patch_factor)
+        if self.io.patch_factor % image_factor:
+            raise ValueError(f"a refiner at 1/{self.io.patch_factor} cannot cut patches from an "
+                             f"image reduced 1/{image_factor}")
+        spec = PatchSpec(self.io.patch_size, self.io.patch_factor // image_factor)
         patches, centres = patches_around(image, points_src, spec, self.io.mean, self.io.std)
         logits = self.runner.infer(patches)
         k = np.arange(len(points_src))
@@ -235,7 +243,7 @@ class LandmarkDetector:
         cells, confidence = self.codec.decode(own)
         refined = spec.reduced_to_source(spec.patch_origin(centres) + cells[0])
         if self.refiner is not None:  # coarse-to-fine: a finer stage after this one
-            return self.refiner.refine(image, refined)
+            return self.refiner.refine(image, refined, image_factor)
         return refined, confidence[0]
 
 
