@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # full ISBI film (2400x1935 -> 384x310, 6.25x) that is a box reduction by 2, then an antialiased
 # bilinear resize by 3.1. A reduced decode must leave at least this many film pixels per model
 # input pixel on each axis. 1.5 lets a 2400x1935 film go to 1/4 (600x484, 1.56x) for the student
-# alone: measured on ISBI test1, see README "Reduced-size JPEG decoding".
+# alone: measured on ISBI test1, see README "How it works".
 FIRST_STAGE_MARGIN = 1.5
 LARGEST_FACTOR = 8  # libjpeg scales by 1/2, 1/4, 1/8
 
