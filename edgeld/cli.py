@@ -177,7 +177,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--baseline", is_flag=True, help="Also report the mean-shape baseline.")
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
-@click.option("--decode", type=click.Choice(["full", "reduced"]), default="full", show_default=True,
+@click.option("--decode", type=click.Choice(options.DECODE_MODES), default="full", show_default=True,
               help="How JPEG films are decoded: in full (the published figures), or reduced as far "
                    "as the model chain needs, as predict does.")
 def evaluate(model, data_dir, split, reference, json_path, baseline, refiner, decode) -> None:
@@ -349,7 +349,7 @@ def calibrate(data_dir, split, count, out_dir, for_model, old_model, stage1, met
 @click.option("--sr", "sr_dir", default=None,
               help="DICOM inputs only: write each one's DICOM Structured Report (TID 1500, one "
                    "point per landmark) here, as `edgeld serve dicom` does.")
-@click.option("--decode", type=click.Choice(["reduced", "full"]), default="reduced",
+@click.option("--decode", type=click.Choice(options.DECODE_MODES), default="reduced",
               show_default=True,
               help="reduced: decode a JPEG only at the size the model chain needs (1/2 for the "
                    "shipped cascade, 1/4 for the student alone on ISBI films); full: every pixel. "
