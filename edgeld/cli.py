@@ -177,7 +177,10 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--baseline", is_flag=True, help="Also report the mean-shape baseline.")
 @click.option("--refiner", multiple=True,
               help="A cascade's refinement stage to run after MODEL (repeat: coarse to fine).")
-def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) -> None:
+@click.option("--decode", type=click.Choice(options.DECODE_MODES), default="full", show_default=True,
+              help="How JPEG films are decoded: in full (the published figures), or reduced as far "
+                   "as the model chain needs, as predict does.")
+def evaluate(model, data_dir, split, reference, json_path, baseline, refiner, decode) -> None:
     """MRE and SDR of MODEL on a dataset split."""
     from edgeld.data import open_dataset
     from edgeld.evaluate import evaluate as run_eval, mean_shape_baseline
@@ -189,7 +192,8 @@ def evaluate(model, data_dir, split, reference, json_path, baseline, refiner) ->
     ref, refiners = _resolve(model, refiner)
     detector = open_detector(ref, refiner=refiners)
     result = {"model": " + ".join((model, *refiner)), "data": str(data_dir),
-              **run_eval(detector, dataset, split, reference)}
+              "decode": decode, **run_eval(detector, dataset, split, reference,
+                                           reduced=decode == "reduced")}
     rows = [result]
     if baseline:
         result["baseline"] = mean_shape_baseline(dataset, split, reference)
@@ -350,10 +354,18 @@ def calibrate(data_dir, split, count, out_dir, for_model, old_model, stage1, met
 @click.option("--sr", "sr_dir", default=None,
               help="DICOM inputs only: write each one's DICOM Structured Report (TID 1500, one "
                    "point per landmark) here, as `edgeld serve dicom` does.")
-def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going, sr_dir) -> None:
+@click.option("--decode", type=click.Choice(options.DECODE_MODES), default="reduced",
+              show_default=True,
+              help="reduced: decode a JPEG only at the size the model chain needs (1/2 for the "
+                   "shipped cascade, 1/4 for the student alone on ISBI films); full: every pixel. "
+                   "Positions are in the file's own pixels either way.")
+def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going, sr_dir,
+            decode) -> None:
     """Landmarks of one or more X-ray images (JPEG, PNG, BMP, TIFF or DICOM). An image the model
     cannot measure (blank, not a film like its training films, too small) gets no landmarks: one
     line on stderr saying why, and exit code 2."""
+    from edgeld.data.images import load_grayscale
+    from edgeld.detect_file import detect_films
     from edgeld.load import open_detector
     from edgeld.overlay import save_overlay
 
@@ -361,25 +373,26 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going,
     _check_outputs(files=(json_path,), folders=(overlay_dir, sr_dir))
     images = _expand_folders(images)
     _check_sr_inputs(images, sr_dir)
-    loaded, failures = _load_images(images, keep_going)  # fail early
     ref, refiners = _resolve(model, refiner)
-    detector = open_detector(ref, refiner=refiners)
+    detector = open_detector(ref, refiner=refiners)  # before reading: it says how far to reduce
+    loaded, failures = _load_images(images, keep_going, detector, decode == "reduced")
     results = []
-    for path, image, file_spacing, file_source in loaded:
-        used, source = _spacing_for(path, user_spacing, file_spacing, file_source)
-        det = detector.detect(image, used)
+    for path, film in loaded:
+        used, source = _spacing_for(path, user_spacing, film.spacing_mm, film.spacing_source)
+        det = detect_films(detector, [film], [used])[0]
         if not det.quality.usable:
             if not keep_going:  # before any output is written: nothing half done
                 raise UserError(f"{path}: not usable: {det.quality.reason}")
             failures.append(f"{path}: not usable: {det.quality.reason}")
-        results.append((path, image, det, used, source))
+        results.append((path, film, det, used, source))
     records = []
-    for path, image, det, used, source in results:
+    for path, film, det, used, source in results:
         record = det.to_dict(str(path))
         # x_mm/y_mm stay in each landmark (null without a spacing) so the JSON keeps one shape
         record.update(spacing_source=source, units="mm" if used is not None else "px")
         records.append(record)
         if overlay_dir and det.quality.usable:
+            image = film.image if film.factor == 1 else load_grayscale(path)  # drawn in full
             save_overlay(image, det, Path(overlay_dir) / f"{Path(path).stem}.png")
         if sr_dir:
             from edgeld.serve.sr import write_offline_sr
@@ -450,15 +463,17 @@ def _turned(orientation: str) -> str:
     return "" if orientation == "upright" else f" (film {orientation}; put upright and measured)"
 
 
-def _load_images(images: tuple[str, ...], keep_going: bool) -> tuple[list, list[str]]:
-    """Each readable image with its spacing; with keep_going, unreadable ones become failure
-    lines instead of ending the command."""
-    from edgeld.data.images import load_grayscale_and_spacing
+def _load_images(images: tuple[str, ...], keep_going: bool, detector, reduced: bool
+                 ) -> tuple[list, list[str]]:
+    """Each readable image (a ReducedFilm: JPEGs decoded as far reduced as the detector allows
+    when `reduced`); with keep_going, unreadable ones become failure lines instead of ending the
+    command."""
+    from edgeld.detect_file import read_film
 
     loaded, failures = [], []
     for path in images:
         try:
-            loaded.append((path, *load_grayscale_and_spacing(path)))
+            loaded.append((path, read_film(detector, path, reduced)))
         except UserError as exc:
             if not keep_going:
                 raise

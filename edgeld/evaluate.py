@@ -7,7 +7,8 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeld.core.errors import UserError
-from edgeld.data import LandmarkDataset, Sample, load_grayscale
+from edgeld.data import LandmarkDataset, Sample
+from edgeld.detect_file import detect_films, read_film
 from edgeld.metrics import mean_shape, place_mean_shape, radial_errors_mm, summarize
 from edgeld.runtime import LandmarkDetector
 from edgeld.runtime.detector import Detection
@@ -15,23 +16,25 @@ from edgeld.runtime.uncertainty import FAR_MM
 
 
 def predict_samples(detector: LandmarkDetector, samples: list[Sample], batch_size: int = 8,
-                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    progress: bool = True, reduced: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Predicted landmarks (N, K, 2) in original pixels and the image sizes (N, 2) as (h, w)."""
-    points, sizes, _ = detect_samples(detector, samples, batch_size, progress)
+    points, sizes, _ = detect_samples(detector, samples, batch_size, progress, reduced)
     return points, sizes
 
 
 def detect_samples(detector: LandmarkDetector, samples: list[Sample], batch_size: int = 8,
-                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Detection]]:
+                   progress: bool = True, reduced: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, list[Detection]]:
     """`predict_samples` plus each image's Detection (its usability verdict, its per-landmark
     scores). An unusable image keeps the landmarks the model found anyway, so that a split is
-    always scored on all of its images."""
+    always scored on all of its images. `reduced`: decode JPEGs only as far as the detector
+    needs (edgeld.detect_file)."""
     points, sizes, found = [], [], []
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch",
                       disable=not progress, leave=False):
-        images = [load_grayscale(s.path) for s in samples[start:start + batch_size]]
-        sizes += [img.shape for img in images]
-        for d in detector.detect_batch(images):
+        films = [read_film(detector, s.path, reduced) for s in samples[start:start + batch_size]]
+        sizes += [f.original_hw for f in films]
+        for d in detect_films(detector, films):
             points.append(d.landmarks_px)
             found.append(d)
     return np.stack(points), np.array(sizes), found
@@ -49,8 +52,8 @@ def references(dataset: LandmarkDataset, samples: list[Sample], reference: str
 
 
 def evaluate(detector: LandmarkDetector, dataset: LandmarkDataset, split: str,
-             reference: str | None = None, batch_size: int = 8, progress: bool = True
-             ) -> dict[str, Any]:
+             reference: str | None = None, batch_size: int = 8, progress: bool = True,
+             reduced: bool = False) -> dict[str, Any]:
     """The evaluate JSON's accuracy fields for one split."""
     samples = dataset.split(split)
     reference = reference or dataset.default_reference
@@ -59,7 +62,7 @@ def evaluate(detector: LandmarkDetector, dataset: LandmarkDataset, split: str,
                         f"({', '.join(detector.names[:3])}, ...) but {dataset.root} has "
                         f"{len(dataset.landmark_names)} ({', '.join(dataset.landmark_names[:3])}, ...)")
     refs, spacing = references(dataset, samples, reference)
-    pred, _, found = detect_samples(detector, samples, batch_size, progress)
+    pred, _, found = detect_samples(detector, samples, batch_size, progress, reduced)
     errors = radial_errors_mm(pred, refs, spacing)
     per_image = [{"image": s.image_id, "mre_mm": float(e.mean()), "max_mm": float(e.max()),
                   "usable": d.quality.usable, "reason": d.quality.reason}

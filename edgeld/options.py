@@ -39,3 +39,6 @@ INT8_TARGETS = ("tensorrt", "cpu")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # `calibrate --method`: how calibration images are chosen
 SELECTION_METHODS = ("diverse", "random", "first")
+# `predict --decode` (default reduced) and `evaluate --decode` (default full, the published
+# figures): a JPEG decoded only as far as the model chain needs, or every pixel
+DECODE_MODES = ("reduced", "full")

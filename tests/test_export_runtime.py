@@ -67,6 +67,7 @@ sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import numpy as np
 from edgeld.runtime import LandmarkDetector
 import edgeld.core.codec, edgeld.core.manifest, edgeld.metrics, edgeld.evaluate, edgeld.load, edgeld.info
+import edgeld.detect_file
 det = LandmarkDetector({str(tiny_onnx)!r})
 out = det.detect(np.zeros((160, 128), np.uint8), 0.1)
 assert out.landmarks_px.shape == (3, 2)

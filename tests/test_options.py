@@ -11,6 +11,8 @@ CHOICES = {
     ("train", "kd"): options.KD_METHODS,
     ("train", "device"): options.TRAIN_DEVICES,
     ("evaluate", "reference"): options.REFERENCES,
+    ("evaluate", "decode"): options.DECODE_MODES,
+    ("predict", "decode"): options.DECODE_MODES,
     ("export", "target_format"): options.EXPORT_FORMATS,
     ("export", "target"): options.INT8_TARGETS,
     ("export", "method"): options.CALIBRATION_METHODS,

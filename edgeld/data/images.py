@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -32,6 +34,37 @@ def load_grayscale_and_spacing(path: str | Path
 
     Only DICOM files carry a spacing (source e.g. "PixelSpacing"); other formats give (None, None).
     """
+    film = load_reduced(path, None)
+    return film.image, film.spacing_mm, film.spacing_source
+
+
+@dataclass(frozen=True)
+class ReducedFilm:
+    """An image file decoded at 1/factor of its size (factor 1: its own pixels).
+
+    Reduced pixel (i, j) is the mean of the file's pixels [factor*i, factor*i + factor) on each
+    axis (libjpeg's scaled DCT decode; measured on ISBI films, see `draft_reduced`), so its centre
+    is at file pixel factor*i + (factor - 1) / 2, exactly as `PIL.Image.reduce(factor)` lays out
+    its pixels. The reduced size is the file's divided by factor, rounded up: the last row or
+    column may cover fewer file pixels (plus the encoder's padding)."""
+
+    image: np.ndarray
+    factor: int
+    original_hw: tuple[int, int]  # the file's (height, width)
+    spacing_mm: tuple[float, float] | None = None  # the file's own (row, column); DICOM only
+    spacing_source: str | None = None
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """(..., 2) (x, y) points in reduced pixels to the file's pixels (centres at integers)."""
+        return np.asarray(points, dtype=np.float64) * self.factor + (self.factor - 1) / 2.0
+
+
+def load_reduced(path: str | Path, max_factor_for: Callable[[tuple[int, int]], int] | None
+                 ) -> ReducedFilm:
+    """Read an image file, decoding a JPEG at a reduced size when `max_factor_for(height, width)`
+    allows a factor of 2 or more (the largest of 2, 4, 8 not above it). Every other file (PNG,
+    BMP, TIFF, 16-bit, DICOM), and every file when `max_factor_for` is None, is read exactly as
+    `load_grayscale_and_spacing` reads it, with factor 1."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder, not an image file: give the image files in it")
@@ -41,11 +74,42 @@ def load_grayscale_and_spacing(path: str | Path
         raise UserError(f"image is empty (0 bytes): {path}")
     if is_dicom(path):
         dicom = read_dicom(path)
-        return dicom.pixels, dicom.spacing_mm, dicom.spacing_source
-    return _load_pillow(path), None, None
+        return ReducedFilm(dicom.pixels, 1, dicom.pixels.shape, dicom.spacing_mm,
+                           dicom.spacing_source)
+    image, factor, original_hw = _load_pillow(path, max_factor_for)
+    return ReducedFilm(image, factor, original_hw)
 
 
-def _load_pillow(path: Path) -> np.ndarray:
+def draft_reduced(img: Image.Image, max_factor: int) -> int:
+    """Ask libjpeg to decode an opened (not yet loaded) 8-bit JPEG at 1/2, 1/4 or 1/8 size, the
+    largest not above `max_factor`; returns the factor used (1: no reduction, e.g. not a JPEG).
+
+    libjpeg's DCT scaling computes each reduced pixel from its 8x8 block's coefficients; measured
+    on ISBI 2015 films (2400x1935) against a numpy box mean of the full decode, reduced pixel i is
+    the mean of source pixels [f*i, f*i + f) to within 0.01 source px of shift and drift (mean
+    absolute difference 0.2 grey levels at 1/2 and 1/4), i.e. src = (i + 0.5) * f - 0.5 with f the
+    integer factor, NOT the size ratio (1935 / 968 would put the right edge 1 px off)."""
+    factor = 1
+    while factor * 2 <= min(max_factor, 8):
+        factor *= 2
+    if factor == 1 or img.format != "JPEG" or img.mode not in ("L", "RGB"):
+        return 1
+    width, height = img.size
+    if min(width, height) < factor:
+        return 1
+    # Pillow's draft picks the largest of 8, 4, 2 not above min(width // w, height // h): f here
+    img.draft("L", (width // factor, height // factor))
+    if img.size != (-(-width // factor), -(-height // factor)):
+        raise ValueError(f"unexpected reduced JPEG decode: {width}x{height} -> {img.width}x"
+                         f"{img.height} at 1/{factor}")
+    return factor
+
+
+def _load_pillow(path: Path, max_factor_for: Callable[[tuple[int, int]], int] | None = None
+                 ) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """The file as a 2D array, and the factor by which it was reduced while decoding (1 unless
+    `max_factor_for`, given the file's (height, width), allows a reduced JPEG decode: see
+    `draft_reduced`)."""
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         # Pillow's warning between its limit and twice it would add a line before our own error;
@@ -56,8 +120,10 @@ def _load_pillow(path: Path) -> np.ndarray:
         with img:
             if img.width * img.height > MAX_PIXELS:  # header only so far: nothing allocated
                 raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
+            original_hw = (img.height, img.width)
+            factor = 1 if max_factor_for is None else draft_reduced(img, max_factor_for(original_hw))
             img.load()
-            return _to_gray_array(img)
+            return _to_gray_array(img), factor, original_hw
     except Image.DecompressionBombError as exc:
         raise UserError(f"image is too large to process (over {MAX_PIXELS} pixels): {path}") from exc
     except UnidentifiedImageError as exc:

@@ -179,9 +179,11 @@ class LandmarkDetector:
         return self.detect_batch([image], [spacing_mm])[0]
 
     def detect_batch(self, images: Sequence[np.ndarray],
-                     spacings_mm: Sequence[float | Sequence[float] | None] | None = None
-                     ) -> list[Detection]:
-        """Landmarks of several images in one forward pass."""
+                     spacings_mm: Sequence[float | Sequence[float] | None] | None = None,
+                     image_factors: Sequence[int] | None = None) -> list[Detection]:
+        """Landmarks of several images in one forward pass. `image_factors`: per image, the
+        integer factor by which it is a reduced decode of its file (runtime/reduced.py), for the
+        refiners' patch grid; landmarks stay in the given image's pixels either way."""
         if self.io.patch_size:
             raise UserError("this model is a cascade's refinement stage: give it as --refiner of a "
                             "whole-image model")
@@ -203,7 +205,8 @@ class LandmarkDetector:
             quality = self.quality.after(before[i], conf) if self.quality else before[i]
             refined = None
             if self.refiner is not None and quality.usable:  # no patches around no landmarks
-                refined = self.refiner.refine(view.image, pts)
+                refined = self.refiner.refine(view.image, pts,
+                                              image_factors[i] if image_factors else 1)
             scores = self._uncertainty(logits[j], log_z[j], view.box, pts, conf, refined)
             if refined is not None:
                 pts, conf = refined
@@ -226,8 +229,10 @@ class LandmarkDetector:
                      confidence: np.ndarray, refined: tuple[np.ndarray, np.ndarray] | None
                      ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """Per-landmark scores, flags and the (K, F) evidence they come from, for one film
-        (first-stage logits (K, h, w) and their normalisers (K,), points in source pixels); Nones without a fitted score
-        (unless `record_evidence`) or when a cascade refined nothing (an unusable film)."""
+        (first-stage logits (K, h, w) and their normalisers (K,), points in the film's pixels:
+        shifts are measured in first-stage input pixels, so a reduced decode changes nothing);
+        Nones without a fitted score (unless `record_evidence`) or when a cascade refined
+        nothing (an unusable film)."""
         spec = self._uncertainty_spec
         if (spec is None and not self.record_evidence) or (self.refiner is not None and refined is None):
             return None, None, None
@@ -272,12 +277,17 @@ class LandmarkDetector:
         upright = check.orientation.to_upright(image)
         return [given, _View(upright, *self.preprocess(upright), check.orientation)], before
 
-    def refine(self, image: np.ndarray, points_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def refine(self, image: np.ndarray, points_src: np.ndarray, image_factor: int = 1
+               ) -> tuple[np.ndarray, np.ndarray]:
         """As a refinement stage: one patch per landmark around `points_src`, each decoded on its
-        own landmark's channel; returns refined source pixels (K, 2) and confidences (K,)."""
+        own landmark's channel; returns refined source pixels (K, 2) and confidences (K,).
+        `image_factor`: the image is its file reduced by this factor (points in its pixels)."""
         from edgeld.runtime.patches import PatchSpec, patches_around
 
-        spec = PatchSpec(self.io.patch_size, self.io.patch_factor)
+        if self.io.patch_factor % image_factor:
+            raise ValueError(f"a refiner at 1/{self.io.patch_factor} cannot cut patches from an "
+                             f"image reduced 1/{image_factor}")
+        spec = PatchSpec(self.io.patch_size, self.io.patch_factor // image_factor)
         patches, centres = patches_around(image, points_src, spec, self.io.mean, self.io.std)
         logits = self.runner.infer(patches)
         k = np.arange(len(points_src))
@@ -285,7 +295,7 @@ class LandmarkDetector:
         cells, confidence = self.codec.decode(own)
         refined = spec.reduced_to_source(spec.patch_origin(centres) + cells[0])
         if self.refiner is not None:  # coarse-to-fine: a finer stage after this one
-            return self.refiner.refine(image, refined)
+            return self.refiner.refine(image, refined, image_factor)
         return refined, confidence[0]
 
 
