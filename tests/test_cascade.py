@@ -36,6 +36,21 @@ def test_patches_outside_the_image_are_zero_filled():
     assert patch.shape == (1, 1, 8, 8) and not patch.any()
 
 
+@pytest.mark.parametrize("factor, dtype", [(2, np.uint8), (3, np.uint8), (2, np.uint16)])
+def test_patches_from_windows_equal_patches_from_the_whole_reduced_film(factor, dtype):
+    from edgeld.runtime.patches import patches_around
+
+    rng = np.random.default_rng(factor)
+    image = rng.integers(0, np.iinfo(dtype).max, size=(301, 257), dtype=dtype)  # sizes not divisible
+    spec = PatchSpec(size=24, factor=factor)
+    # inside, at every border, a corner, half off the film, and wholly off it
+    points = np.array([[128.3, 150.7], [0.2, 10.0], [256.9, 200.1], [100.0, 300.6], [1.0, 1.0],
+                       [-20.0, 50.0], [270.0, 310.0], [-500.0, -500.0], [255.5, 299.5]])
+    got, centres = patches_around(image, points, spec, 0.5, 0.25)
+    whole = crop_patches(reduce_image(image, factor), centres, spec, 0.5, 0.25)
+    assert got.shape == whole.shape and np.array_equal(got, whole)
+
+
 def test_refiner_training_logs_cascade_metrics(refiner):
     log = [json.loads(x) for x in open(refiner["checkpoint"].replace("best.safetensors",
                                                                      "metrics.jsonl"))]
