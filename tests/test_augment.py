@@ -1,5 +1,7 @@
 """Training augmentation: the elastic deformation moves each landmark exactly where its pixels go,
 and the options that are off by default leave the default recipe's random draws unchanged."""
+import json
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,24 @@ def test_default_recipe_draws_are_unchanged():
     assert np.array_equal(x.numpy()[0], normalize(expected, 0.5, 0.25))
     assert np.allclose(cells.numpy(), codec.to_cells(warp_points(points, matrix)))
 
+
+def test_cli_records_the_augmentation_and_refuses_it_for_a_refiner(shared_dataset, tiny_checkpoint,
+                                                                    tmp_path):
+    from click.testing import CliRunner
+
+    from edgeld.cli import cli
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(shared_dataset), "--out", str(out), "--epochs", "1",
+            "--input-size", "64x64", "--batch-size", "4", "--val-count", "3", "--threads", "1",
+            "--rotate", "15", "--scale-range", "0.2", "--shift", "0.08", "--elastic", "3",
+            "--intensity", "1.5"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    spec = json.loads((out / "config.json").read_text())["train"]
+    assert (spec["rotate_deg"], spec["scale_range"], spec["shift_fraction"], spec["elastic_px"],
+            spec["intensity_strength"]) == (15, 0.2, 0.08, 3, 1.5)
+    result = CliRunner().invoke(cli, ["train", "--role", "refiner", "--stage1", str(tiny_checkpoint),
+                                      "--data", str(shared_dataset), "--out", str(tmp_path / "r"),
+                                      "--elastic", "3"])
+    assert result.exit_code != 0 and "refiner" in result.output
