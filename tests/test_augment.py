@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from edgeld.data.augment import (elastic_displacement, elastic_warp_image, elastic_warp_points,
+from edgeld.data.augment import (elastic_displacement, elastic_limit_px, elastic_warp_image,
+                                 elastic_warp_points,
                                  random_affine, random_elastic, random_intensity, warp_image,
                                  warp_points)
 
@@ -69,6 +70,20 @@ def test_displacement_is_bounded_smooth_and_consistent():
     assert np.allclose(at[:, 0], dx[ys, xs]) and np.allclose(at[:, 1], dy[ys, xs])
 
 
+def test_inversion_converges_up_to_the_fold_limit():
+    """Below elastic_limit_px the warp cannot fold; the inversion converges even close to it."""
+    limit = elastic_limit_px(H, W)
+    assert 21 < limit < 22  # 384x320, 5x5 grid
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        control = np.sign(rng.uniform(-1, 1, (2, 5, 5))) * 0.9 * limit  # the steepest fields
+        p = rng.uniform(0, [W, H], size=(19, 2))
+        q = elastic_warp_points(p, control, H, W)
+        assert np.abs(q + elastic_displacement(control, H, W, q) - p).max() < 1e-3
+        dy, dx = elastic_displacement(control, H, W)
+        assert (np.diff(dx, axis=1) > -1).all() and (np.diff(dy, axis=0) > -1).all()  # no folding
+
+
 def test_zero_fill_outside():
     """Pixels that sample outside the input read zero (as the affine warp's fill)."""
     control = np.zeros((2, 5, 5))
@@ -128,3 +143,5 @@ def test_cli_records_the_augmentation_and_refuses_it_for_a_refiner(shared_datase
                                       "--data", str(shared_dataset), "--out", str(tmp_path / "r"),
                                       "--elastic", "3"])
     assert result.exit_code != 0 and "refiner" in result.output
+    result = CliRunner().invoke(cli, [*args[:-4], "--elastic", "4", "--out", str(tmp_path / "fold")])
+    assert result.exit_code != 0 and "fold" in result.output  # 64x64: the limit is 3.9 px

@@ -33,11 +33,11 @@ def test_every_planned_command_parses():
 
 def test_the_strong_arm_runs_on_the_cpu(shared_dataset, tmp_path):
     """`--arm strong --epochs 1`: the arm's runs start, train an epoch and finish on the CPU (one
-    seed, the 12 synthetic images at 64x64)."""
+    seed, the 12 synthetic images at 160x128: 8 px of elastic is inside its fold limit)."""
     out = tmp_path / "sweep"
     result = subprocess.run([sys.executable, str(SWEEP), "--data", str(shared_dataset), "--out", str(out),
                              "--device", "cpu", "--arm", "strong", "--strong-seeds", "0", "--epochs", "1",
-                             "--extra-args", "--val-count 3 --input-size 64x64 --batch-size 4"],
+                             "--extra-args", "--val-count 3 --input-size 160x128 --batch-size 4"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     commands = (out / "runs.txt").read_text().splitlines()

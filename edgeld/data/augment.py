@@ -63,6 +63,13 @@ def random_intensity(rng: np.random.Generator, image: np.ndarray, strength: floa
 ELASTIC_GRID = 5  # control points per side
 
 
+def elastic_limit_px(height: int, width: int, grid: int = ELASTIC_GRID) -> float:
+    """The largest control displacement that keeps x -> x + d(x) a contraction-perturbed identity:
+    below it |dd/dx| + |dd/dy| < 1, so the warp never folds and the point inversion converges.
+    (A B-spline's slope is at most the largest control difference, 2 * max_px, over the spacing.)"""
+    return 1.0 / (2 * (grid - 1) / max(height - 1, 1) + 2 * (grid - 1) / max(width - 1, 1))
+
+
 def random_elastic(rng: np.random.Generator, max_px: float, grid: int = ELASTIC_GRID) -> np.ndarray:
     """Control displacements (2, grid, grid) in input pixels ((dy, dx)), each uniform in ±max_px."""
     return rng.uniform(-max_px, max_px, size=(2, grid, grid))
@@ -117,10 +124,10 @@ def elastic_warp_image(image: np.ndarray, control: np.ndarray) -> np.ndarray:
 
 
 def elastic_warp_points(points: np.ndarray, control: np.ndarray, height: int, width: int,
-                        tol: float = 1e-4, max_iter: int = 100) -> np.ndarray:
+                        tol: float = 1e-4, max_iter: int = 1000) -> np.ndarray:
     """Where (K, 2) pixel-centre points land under `elastic_warp_image`: the q with q + d(q) = p,
-    found by fixed-point iteration q <- p - d(q) (a contraction for the smooth, small fields used
-    here); raises if it has not converged to `tol` pixels."""
+    found by fixed-point iteration q <- p - d(q), a contraction below `elastic_limit_px` (about a
+    dozen steps at a third of it); raises if it has not converged to `tol` pixels."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     q = p.copy()
     for _ in range(max_iter):
