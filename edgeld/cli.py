@@ -104,13 +104,24 @@ def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None
               help="Training images held out for model selection (default 20).")
 @click.option("--input-size", default=None, metavar="HxW", help="Model input, e.g. 384x320.")
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0: default).")
+@click.option("--rotate", type=click.FloatRange(0), default=None, metavar="DEG",
+              help="Augmentation: rotation up to ±DEG degrees (default 8).")
+@click.option("--scale-range", type=click.FloatRange(0), default=None, metavar="S",
+              help="Augmentation: isotropic scale exp(±S) (default 0.08).")
+@click.option("--shift", type=click.FloatRange(0), default=None, metavar="F",
+              help="Augmentation: translation up to ±F of the input's sides (default 0.04).")
+@click.option("--elastic", type=click.FloatRange(0), default=None, metavar="PX",
+              help="Augmentation: elastic deformation, 5x5 control grid, up to ±PX input pixels "
+                   "(default 0: off).")
+@click.option("--intensity", type=click.FloatRange(0), default=None, metavar="K",
+              help="Augmentation: scales the exposure ranges (default 1).")
 @click.option("--aux/--no-aux", default=None,
               help="Multi-task pretraining (offset regression + masked reconstruction); "
                    "default: on for the teacher, off for the student.")
 @click.option("--device", type=click.Choice(options.TRAIN_DEVICES), default="auto",
               show_default=True, help="Where to train: auto takes a CUDA GPU when torch sees one.")
 def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
-          threads, aux, device) -> None:
+          threads, rotate, scale_range, shift, elastic, intensity, aux, device) -> None:
     """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
     from dataclasses import replace
 
@@ -119,6 +130,9 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
 
     overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, seed=seed,
                                        val_count=val_count, threads=threads).items() if v is not None}
+    augment = {k: v for k, v in dict(rotate_deg=rotate, scale_range=scale_range, shift_fraction=shift,
+                                     elastic_px=elastic, intensity_strength=intensity).items()
+               if v is not None}
     if aux if aux is not None else role == "teacher":
         overrides.update(offset_weight=AUX_WEIGHTS["offset"],
                          reconstruction_weight=AUX_WEIGHTS["reconstruction"])
@@ -129,9 +143,9 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
     if role == "refiner":
         from edgeld.train.refiner import REFINER_RECIPE, train_refiner
 
-        if kd != "none" or teacher or aux or input_size:
+        if kd != "none" or teacher or aux or input_size or augment:
             raise UserError("a refiner takes --data, --stage1, --out, --resume, --device and the "
-                            "optimizer options only")
+                            "optimizer options only (its patch augmentation is fixed)")
         from edgeld.runtime.patches import PatchSpec
 
         patch = PatchSpec() if patch_factor is None else PatchSpec(factor=patch_factor)
@@ -147,7 +161,7 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
     if input_size:
         h, w = _parse_size(input_size)
         input_spec = replace(input_spec, height=h, width=w)
-    summary = run_training(data_dir, out_dir, role=role, spec=replace(TrainSpec(), **overrides),
+    summary = run_training(data_dir, out_dir, role=role, spec=replace(TrainSpec(), **overrides, **augment),
                            input_spec=input_spec, resume=resume, kd=kd, teacher=teacher,
                            device=device)
     if summary["rank"] != 0:  # under torchrun, rank 0 reports

@@ -36,6 +36,11 @@ class TrainSpec:
     rotate_deg: float = 8.0
     scale_range: float = 0.08
     shift_fraction: float = 0.04
+    # elastic deformation: largest control displacement in input pixels (5x5 cubic B-spline grid);
+    # 0 = off, and then no random draws, so the default recipe's runs stay reproducible
+    elastic_px: float = 0.0
+    # scales the exposure ranges (gamma, contrast, brightness, noise); 1 = the default recipe's
+    intensity_strength: float = 1.0
     threads: int = 0  # 0: torch's default
     # multi-task pretraining (the teacher's): 0 turns an auxiliary task off
     offset_weight: float = 0.0

@@ -12,7 +12,8 @@ from tqdm import tqdm
 from edgeld.config import TrainSpec
 from edgeld.core.codec import SoftmaxHeatmapCodec
 from edgeld.core.letterbox import REDUCING_GAP, Letterbox, normalize
-from edgeld.data.augment import random_affine, random_intensity, warp_image, warp_points
+from edgeld.data.augment import (elastic_warp_image, elastic_warp_points, random_affine, random_elastic,
+                                 random_intensity, warp_image, warp_points)
 from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
 
@@ -61,8 +62,12 @@ class HeatmapDataset(Dataset):
             h, w = image.shape
             matrix = random_affine(self.rng, h, w, self.spec.rotate_deg, self.spec.scale_range,
                                    self.spec.shift_fraction)
-            image = random_intensity(self.rng, warp_image(image, matrix))
-            points = warp_points(points, matrix)
+            image, points = warp_image(image, matrix), warp_points(points, matrix)
+            if self.spec.elastic_px > 0:  # no draw when off: the default recipe's draws are unchanged
+                control = random_elastic(self.rng, self.spec.elastic_px)
+                image = elastic_warp_image(image, control)
+                points = elastic_warp_points(points, control, h, w)
+            image = random_intensity(self.rng, image, self.spec.intensity_strength)
         x = normalize(image, self.mean, self.std)[None]
         cells = self.codec.to_cells(points).astype(np.float32)
         return torch.from_numpy(x), torch.from_numpy(self.codec.encode(points)), torch.from_numpy(cells)

@@ -20,6 +20,7 @@ from edgeld.core.contract import ModelIO
 from edgeld.core.letterbox import normalize
 from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, open_dataset
+from edgeld.data.augment import elastic_limit_px
 from edgeld.metrics import radial_errors_mm, sdr_percent
 from edgeld.model_ref import ModelArg, resolve_model
 from edgeld.models.landmarknet import LandmarkNet
@@ -105,6 +106,10 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     edgeld.distill.task). `device` changes where the arithmetic runs, not the recipe: the same
     data order, augmentation and schedule (CUDA kernels are not bit-identical to CPU ones)."""
     _check_options(role, spec, kd, teacher)
+    limit = elastic_limit_px(input_spec.height, input_spec.width)
+    if spec.elastic_px >= limit:
+        raise UserError(f"--elastic {spec.elastic_px:g} would fold a {input_spec.height}x"
+                        f"{input_spec.width} input: keep it under {limit:.1f} pixels")
     out = Path(out_dir)
     check_run_folder(out, resume)
     dataset = open_dataset(data_dir)
