@@ -51,6 +51,18 @@ def test_patches_from_windows_equal_patches_from_the_whole_reduced_film(factor, 
     assert got.shape == whole.shape and np.array_equal(got, whole)
 
 
+def test_inner_patches_fast_path_equals_the_whole_reduced_film():
+    from edgeld.runtime.patches import _inner_patches, patches_around
+
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, size=(400, 360), dtype=np.uint8)
+    spec = PatchSpec(size=24, factor=2)
+    points = rng.uniform(40, 320, size=(19, 2))  # all well inside: the vectorised path
+    got, centres = patches_around(image, points, spec, 0.5, 0.25)
+    assert _inner_patches(image, centres, spec, 0.5, 0.25) is not None
+    assert np.array_equal(got, crop_patches(reduce_image(image, 2), centres, spec, 0.5, 0.25))
+
+
 def test_refiner_training_logs_cascade_metrics(refiner):
     log = [json.loads(x) for x in open(refiner["checkpoint"].replace("best.safetensors",
                                                                      "metrics.jsonl"))]

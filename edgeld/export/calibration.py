@@ -15,7 +15,7 @@ dataset, not the first stage.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 CALIBRATION_FORMAT = "edgeld-calibration/1"
 DEFAULT_STAGE1 = "isbi2015-student"  # the shipped cascade's first stage
 POINT_DECIMALS = 3  # first-stage landmarks as recorded (and cut around): 0.001 source pixels
-PATCH_SAMPLING = "integer box reduction, then bilinear sampling centred on each landmark, zero outside"
+PATCH_SAMPLING = ("integer box reduction, then float32 bilinear sampling centred on each landmark, "
+                  "zero outside")
 THUMBNAIL_HW = (24, 20)  # coarse anatomy and exposure: enough to tell images apart, cheap to cluster
 
 
@@ -50,7 +51,10 @@ class CalibrationSet:
     def matches(self, io: ModelIO) -> bool:
         """Whether these tensors were preprocessed exactly as `io`'s model takes its input (whole
         images for a first stage, patches of the same size and scale for a refiner)."""
-        return preprocess_spec(self.manifest) == io.input and \
+        spec = preprocess_spec(self.manifest)
+        if io.patch_size:  # a refiner's patches pass through no letterbox: its resampling is moot
+            spec = replace(spec, reducing_gap=io.input.reducing_gap)
+        return spec == io.input and \
             patch_spec(self.manifest) == (PatchSpec(io.patch_size, io.patch_factor)
                                           if io.patch_size else None)
 
