@@ -55,7 +55,9 @@ def test_predict_json_and_overlay(tiny_onnx, shared_dataset, tmp_path):
     records = json.loads(out.read_text())
     assert [r["image"] for r in records] == [str(p) for p in images]
     lm = records[0]["landmarks"][0]
-    assert set(lm) == {"name", "x_px", "y_px", "x_mm", "y_mm", "confidence"}
+    assert set(lm) == {"name", "x_px", "y_px", "x_mm", "y_mm", "confidence", "uncertainty",
+                       "uncertain"}
+    assert lm["uncertain"] is None  # a model with no fitted score flags nothing
     assert lm["x_mm"] == pytest.approx(lm["x_px"] * 0.2)
     overlay = Image.open(tmp_path / "ov" / f"{images[0].stem}.png")
     assert overlay.size[1] == 160 and overlay.size[0] > 128 and overlay.mode == "RGB"  # + legend

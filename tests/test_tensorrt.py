@@ -854,7 +854,8 @@ def write_calibration(folder, tensors: np.ndarray):
     _write_tensors(folder, tensors, {
         "format": CALIBRATION_FORMAT, "name": folder.name,
         "preprocess": {"input_height": IO.input_height, "input_width": IO.input_width,
-                       "mean": IO.mean, "std": IO.std}, "images": []})
+                       "mean": IO.mean, "std": IO.std, "reducing_gap": IO.input.reducing_gap},
+        "images": []})
     return folder
 
 
