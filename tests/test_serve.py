@@ -155,6 +155,14 @@ def test_http_detects_multipart_and_raw_with_one_shared_detector(http_url, dicom
     assert len(answers) == 4
     assert all(a["landmarks"] == answers[0]["landmarks"] for a in answers)
     assert [lm["x_px"] for lm in answers[0]["landmarks"]] == [lm["x_px"] for lm in record["landmarks"]]
+    # an upload is decoded as `predict` decodes the file: a JPEG only as far as the cascade needs
+    from edgeld.detect_file import detect_file
+    from edgeld.load import open_detector
+
+    with open_detector(MODEL[0], refiner=MODEL[2]) as detector:
+        local = detect_file(detector, FILM, 0.1)
+    got = np.array([[lm["x_px"], lm["y_px"]] for lm in record["landmarks"]])
+    assert np.allclose(got, local.landmarks_px, atol=1e-6)
 
 
 @pytest.mark.parametrize("case, status", [

@@ -17,7 +17,8 @@ import numpy as np
 
 from edgeld import __version__
 from edgeld.core.errors import UserError
-from edgeld.data.images import load_grayscale_and_spacing
+from edgeld.data.images import ReducedFilm
+from edgeld.detect_file import detect_films, read_film
 from edgeld.info import model_info
 from edgeld.load import open_detector
 from edgeld.model_ref import ModelRef, resolve_model
@@ -71,13 +72,17 @@ class DetectionService:
 
     def detect_bytes(self, data: bytes, label: str, spacing_mm: tuple[float, float] | None
                      ) -> dict[str, Any]:
-        """The `predict --json` record of an uploaded image file (any format predict reads).
+        """The `predict --json` record of an uploaded image file (any format predict reads),
+        decoded as `predict` decodes it: a JPEG only as far as the model chain needs.
 
         A given spacing wins over the file's own (DICOM tags), as `predict --spacing` does.
         Raises UserError for bytes that are no readable image."""
-        image, file_spacing, file_source = read_image_bytes(data, label)
-        used, source = (spacing_mm, "spacing_mm") if spacing_mm else (file_spacing, file_source)
-        record = self.detect(image, used).to_dict(label)
+        film = read_upload(data, label, self.detector)
+        used, source = ((spacing_mm, "spacing_mm") if spacing_mm
+                        else (film.spacing_mm, film.spacing_source))
+        with self._turns:
+            detection = detect_films(self.detector, [film], [used])[0]
+        record = detection.to_dict(label)
         record.update(spacing_source=source, units="mm" if used is not None else "px")
         return record
 
@@ -85,9 +90,9 @@ class DetectionService:
         self.detector.close()
 
 
-def read_image_bytes(data: bytes, label: str
-                     ) -> tuple[np.ndarray, tuple[float, float] | None, str | None]:
-    """Image bytes through the file readers (same formats, limits and messages as `predict`).
+def read_upload(data: bytes, label: str, detector: LandmarkDetector) -> ReducedFilm:
+    """Image bytes through the file readers (same formats, limits, messages and reduced JPEG
+    decoding as `predict`).
 
     The readers take paths, and a private temporary file is the one way to give them every format
     (DICOM and Pillow's) without a second decoding path; messages name `label`, not that file."""
@@ -96,7 +101,7 @@ def read_image_bytes(data: bytes, label: str
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         try:
-            return load_grayscale_and_spacing(tmp)
+            return read_film(detector, tmp)
         except UserError as exc:
             raise UserError(str(exc).replace(tmp, label)) from None
     finally:
