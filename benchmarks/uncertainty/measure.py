@@ -37,13 +37,14 @@ def measure(data: str, split: str) -> dict:
             points, _, found = detect_samples(detector, samples)
         errors = radial_errors_mm(points, refs, spacing)
         scores = np.stack([d.uncertainty for d in found])
+        flags = np.stack([d.uncertain for d in found])
         far = errors > 4.0
         out["setups"][name] = {
             **flag_summary(errors, found),
             "mre_mm": float(errors.mean()),
             "far_off_where_annotators_differ_over_3mm": float((annotators[far] > 3.0).mean()),
             "per_landmark": {lm: {"far_off": int(far[:, k].sum()),
-                                  "flagged": int(np.stack([d.uncertain for d in found])[:, k].sum())}
+                                  "flagged": int(flags[:, k].sum())}
                              for k, lm in enumerate(dataset.landmark_names)},
             "errors_mm": errors.round(3).tolist(), "scores": scores.round(5).tolist(),
             "threshold": float(detector.uncertainty_spec.threshold),

@@ -18,7 +18,6 @@ from PIL import Image
 # 1.5 (ISBI: reduce(4), then 1.56x) is about twice as fast and moved the shipped cascade's test1
 # MRE by 0.002 mm. Each model's contract names its own (InputSpec.reducing_gap).
 REDUCING_GAP = 3.0
-FAST_REDUCING_GAP = 1.5
 
 
 @dataclass(frozen=True)

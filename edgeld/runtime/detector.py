@@ -143,6 +143,7 @@ class LandmarkDetector:
         # them every image is measured, as before
         self.quality = (QualitySpec.from_dict(io.quality)
                         if check_quality and io.quality and not io.patch_size else None)
+        # `check_quality=False` measures every film as given, with no verdicts: no flags either
         self._uncertainty_spec = self.uncertainty_spec if check_quality else None
         # fitting a score needs the evidence of detectors that have none yet (edgeld uncertainty fit)
         self.record_evidence = False

@@ -60,10 +60,14 @@ def crop_patches(reduced: Image.Image | np.ndarray, centres_reduced: np.ndarray,
     n = spec.size
     patches = np.empty((len(origins), 1, n, n), dtype=np.float32)
     for i, ((x, y), (fx, fy)) in enumerate(zip(whole, frac)):
-        w = _window(pixels, int(x), int(y), n + 1) * scale
-        rows = w[:, :n] * (1 - fx) + w[:, 1:] * fx
-        patches[i, 0] = rows[:n] * (1 - fy) + rows[1:] * fy
+        patches[i, 0] = _blend(_window(pixels, int(x), int(y), n + 1) * scale, fx, fy, n)
     return normalize(patches, mean, std)
+
+
+def _blend(w: np.ndarray, fx, fy, n: int) -> np.ndarray:
+    """Bilinear samples at sub-pixel offset (fx, fy) of (..., n + 1, n + 1) windows: (..., n, n)."""
+    rows = w[..., :n] * (1 - fx) + w[..., 1:] * fx
+    return rows[..., :n, :] * (1 - fy) + rows[..., 1:, :] * fy
 
 
 def _window(pixels: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
@@ -107,13 +111,9 @@ def _inner_patches(image: np.ndarray, centres: np.ndarray, spec: PatchSpec, mean
         return None
     side = f * (n + 1)  # source pixels under the n + 1 reduced pixels a patch reads per axis
     blocks = np.stack([image[f * y:f * y + side, f * x:f * x + side] for x, y in whole])
-    blocks = blocks.astype(np.uint16)
-    total = blocks[:, 0::2, 0::2] + blocks[:, 0::2, 1::2] + blocks[:, 1::2, 0::2] + blocks[:, 1::2, 1::2]
-    w = ((total + 2) >> 2).astype(np.uint8).astype(np.float32) * np.float32(1.0 / 255.0)
+    w = _reduce_2x2(blocks).astype(np.float32) * np.float32(1.0 / 255.0)
     frac = (origins - whole).astype(np.float32)
-    fx, fy = frac[:, 0, None, None], frac[:, 1, None, None]
-    rows = w[:, :, :n] * (1 - fx) + w[:, :, 1:] * fx
-    patches = rows[:, :n] * (1 - fy) + rows[:, 1:] * fy
+    patches = _blend(w, frac[:, 0, None, None], frac[:, 1, None, None], n)
     return normalize(patches[:, None], mean, std)
 
 
@@ -126,7 +126,7 @@ def _window_patch(image: np.ndarray, centre: np.ndarray, spec: PatchSpec, mean: 
                   std: float) -> np.ndarray:
     """One patch cut from a window of the source reduced on its own: box reduction is local, so a
     window cut on the factor's grid reduces to exactly those pixels of the whole reduced image
-    (tests/test_transforms.py checks equality), at a few percent of reducing the whole film."""
+    (tests/test_cascade.py checks equality), at a few percent of reducing the whole film."""
     f = spec.factor
     reduced_hw = (-(-image.shape[0] // f), -(-image.shape[1] // f))  # Pillow rounds up
     origin = spec.patch_origin(centre[None])[0]
@@ -148,6 +148,11 @@ def _reduce_window(window: np.ndarray, factor: int) -> np.ndarray | Image.Image:
     h, w = window.shape
     if factor != 2 or window.dtype != np.uint8 or h % 2 or w % 2:
         return reduce_image(np.ascontiguousarray(window), factor)
-    blocks = window.astype(np.uint16)
-    total = blocks[0::2, 0::2] + blocks[0::2, 1::2] + blocks[1::2, 0::2] + blocks[1::2, 1::2]
+    return _reduce_2x2(window)
+
+
+def _reduce_2x2(pixels: np.ndarray) -> np.ndarray:
+    """8-bit (..., 2h, 2w) -> (..., h, w) box means, rounded as Pillow's 2x2 reduce rounds."""
+    b = pixels.astype(np.uint16)
+    total = b[..., 0::2, 0::2] + b[..., 0::2, 1::2] + b[..., 1::2, 0::2] + b[..., 1::2, 1::2]
     return ((total + 2) >> 2).astype(np.uint8)
