@@ -105,9 +105,9 @@ def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None
 @click.option("--input-size", default=None, metavar="HxW", help="Model input, e.g. 384x320.")
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0: default).")
 @click.option("--rotate", type=click.FloatRange(0), default=None, metavar="DEG",
-              help="Augmentation: rotation up to ±DEG degrees (default 8).")
+              help="Augmentation: rotation up to ±DEG degrees (default 8; a refiner's patches: 0).")
 @click.option("--scale-range", type=click.FloatRange(0), default=None, metavar="S",
-              help="Augmentation: isotropic scale exp(±S) (default 0.08).")
+              help="Augmentation: isotropic scale exp(±S) (default 0.08; a refiner's patches: 0).")
 @click.option("--shift", type=click.FloatRange(0), default=None, metavar="F",
               help="Augmentation: translation up to ±F of the input's sides (default 0.04).")
 @click.option("--elastic", type=click.FloatRange(0), default=None, metavar="PX",
@@ -143,14 +143,17 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
     if role == "refiner":
         from edgeld.train.refiner import REFINER_RECIPE, train_refiner
 
-        if kd != "none" or teacher or aux or input_size or augment:
-            raise UserError("a refiner takes --data, --stage1, --out, --resume, --device and the "
-                            "optimizer options only (its patch augmentation is fixed)")
+        if kd != "none" or teacher or aux or input_size or set(augment) - {"rotate_deg", "scale_range"}:
+            raise UserError("a refiner takes --data, --stage1, --out, --resume, --device, the "
+                            "optimizer options and --rotate / --scale-range (per patch) only")
         from edgeld.runtime.patches import PatchSpec
 
         patch = PatchSpec() if patch_factor is None else PatchSpec(factor=patch_factor)
-        summary = train_refiner(data_dir, out_dir, stage1, replace(REFINER_RECIPE, **overrides),
-                                patch, resume=resume, device=device)
+        if augment.get("scale_range", 0.0) > 0.3:
+            raise UserError("a refiner's --scale-range is at most 0.3")
+        summary = train_refiner(data_dir, out_dir, stage1,
+                                replace(REFINER_RECIPE, **overrides, **augment), patch,
+                                resume=resume, device=device)
         if summary["rank"] != 0:  # under torchrun, rank 0 reports
             return
         best = summary["best"]
@@ -690,6 +693,41 @@ def uncertainty_fit(model, refiner, data_dir, split, out) -> None:
     attach_uncertainty(target, out, spec)
     click.echo(f"wrote {out}: per-landmark score fitted on {spec.fitted_on}; flagged above "
                f"{spec.threshold:.3f}")
+
+
+@cli.group()
+def decode() -> None:
+    """How a model refines its heatmap peaks: choose it on the model's validation films."""
+
+
+@decode.command("fit")
+@click.argument("model")
+@click.option("--refiner", default=None, help="choose REFINER's decoding behind MODEL; the choice "
+              "is stored in the refiner's copy")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="dataset folder")
+@click.option("--split", default="train", show_default=True,
+              help="the split holding MODEL's recorded validation films")
+@click.option("--out", required=True, type=click.Path(),
+              help="checkpoint to write: a copy of REFINER (with --refiner), else of MODEL")
+def decode_fit(model, refiner, data_dir, split, out) -> None:
+    """Choose the sub-cell peak refinement (parabola vertex, or a local soft-argmax of radius
+    1-8 cells) with the lowest MRE on MODEL's own validation films, and write it into a copy of
+    the checkpoint. Refit `edgeld uncertainty fit` afterwards: its evidence moves with the points."""
+    from edgeld.decode_fit import attach_radius, fit_radius
+
+    ref = resolve_model(model)
+    second = resolve_model(refiner) if refiner else None
+    target = second or ref
+    if not target.is_checkpoint:
+        raise UserError(f"{target} is an exported artifact: fit the checkpoint it came from, "
+                        "then export again")
+    _check_outputs(files=(out,))
+    fit = fit_radius(ref, second, data_dir, split)
+    for r, mre in fit.mre_mm.items():
+        click.echo(f"  {'parabola vertex' if r == 0 else f'soft-argmax radius {r}':<22} "
+                   f"{mre:.3f} mm{'   <- chosen' if r == fit.radius else ''}")
+    attach_radius(target, out, fit.radius)
+    click.echo(f"wrote {out}: peak refinement chosen on {fit.fitted_on}")
 
 
 @cli.command()

@@ -40,6 +40,25 @@ def detect_samples(detector: LandmarkDetector, samples: list[Sample], batch_size
     return np.stack(points), np.array(sizes), found
 
 
+def validation_samples(ref: Any, data_dir: str, split: str, purpose: str, also: Any = None
+                       ) -> tuple[LandmarkDataset, list[Sample]]:
+    """The dataset and the validation films `ref` (a ModelRef) recorded in its training metadata,
+    which belong to `split`: the only annotated films it never trained on. With `also` (a second
+    stage that records its own), only the films neither trained on. `purpose` ends the error
+    message when there are none (e.g. "the score must be fitted on ...")."""
+    from edgeld.data import open_dataset
+
+    dataset = open_dataset(data_dir)
+    val_ids = set(ref.metadata.get("training", {}).get("val_images", []))
+    if also is not None and also.metadata.get("training", {}).get("val_images"):
+        val_ids &= set(also.metadata["training"]["val_images"])
+    samples = [s for s in dataset.split(split) if s.image_id in val_ids]
+    if not samples:
+        whose = f"{ref} and {also} record no common" if also is not None else f"{ref} records no"
+        raise UserError(f"{whose} validation films in {data_dir} {split}: {purpose}")
+    return dataset, samples
+
+
 def references(dataset: LandmarkDataset, samples: list[Sample], reference: str
                ) -> tuple[np.ndarray, np.ndarray]:
     """Reference landmarks (N, K, 2) and (row, col) spacings (N, 2) of the samples."""

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeld.core.errors import UserError
-from edgeld.data.datasets import LandmarkDataset, open_dataset
+from edgeld.data.datasets import LandmarkDataset
 from edgeld.data.images import load_grayscale
+from edgeld.evaluate import validation_samples
 from edgeld.metrics import radial_errors_mm
 from edgeld.model_ref import ModelRef, rewrite_contract
 from edgeld.runtime.uncertainty import (CASCADE_FEATURES, FAR_MM, STAGE1_FEATURES,
@@ -39,12 +40,8 @@ def fit_on_validation(ref: ModelRef, refiner: ModelRef | None, data_dir: str,
     `ref` recorded in its training metadata (they belong to `split`)."""
     from edgeld.load import open_detector
 
-    dataset = open_dataset(data_dir)
-    val_ids = set(ref.metadata.get("training", {}).get("val_images", []))
-    samples = [s for s in dataset.split(split) if s.image_id in val_ids]
-    if not samples:
-        raise UserError(f"{ref} records no validation films in {data_dir} {split}: the score must "
-                        "be fitted on films the model never trained on")
+    dataset, samples = validation_samples(ref, data_dir, split, "the score must be fitted on "
+                                          "films the models never trained on", also=refiner)
     prior = annotator_prior(dataset, split)
     detector = open_detector(ref, refiner=refiner)
     detector.record_evidence = True

@@ -179,3 +179,47 @@ def test_refiner_under_torchrun_two_processes_on_gloo(tiny_checkpoint, shared_da
     assert [x["epoch"] for x in lines] == [1, 2]
     assert json.loads((out / "config.json").read_text())["processes"] == 2
     assert (out / "best.safetensors").is_file()
+
+
+def _patch_dataset(rotate_deg: float, scale_range: float, seed: int = 0):
+    from edgeld.core.codec import SoftmaxHeatmapCodec
+    from edgeld.torchside.patch_dataset import PatchDataset
+
+    rng = np.random.default_rng(3)
+    reduced = rng.uniform(0, 255, size=(200, 180)).astype(np.uint8)
+    truth = np.array([[70.3, 90.6], [110.2, 60.9]])
+    return PatchDataset([reduced], [truth], PatchSpec(32, 1), SoftmaxHeatmapCodec((32, 32), 4, 1.5),
+                        0.0, 1.0, seed, 4.0, 10.0, rotate_deg, scale_range), reduced, truth
+
+
+def test_turned_patch_with_no_turn_is_the_runtime_crop():
+    dataset, reduced, truth = _patch_dataset(1e-12, 0.0)
+    centre = truth[0] + np.array([3.3, -2.1])
+    patch, in_patch = dataset._turned(reduced, centre, truth[0])
+    spec = PatchSpec(32, 1)
+    assert np.allclose(patch, crop_patches(reduced, centre[None], spec, 0.0, 1.0)[0, 0], atol=1e-4)
+    assert np.allclose(in_patch, truth[0] - spec.patch_origin(centre), atol=1e-6)
+
+
+def test_turned_patch_moves_its_target_with_the_pixels():
+    """A bright blob at the truth lands where the turned target says, at any turn and scale."""
+    dataset, _, truth = _patch_dataset(30.0, 0.25, seed=5)
+    reduced = np.zeros((200, 180), dtype=np.float32)
+    # a smooth blob (sigma 2 px) centred on the truth, whose centroid follows the warp exactly
+    ys, xs = np.mgrid[:200, :180]
+    reduced += np.exp(-((xs - truth[0, 0]) ** 2 + (ys - truth[0, 1]) ** 2) / (2 * 2.0 ** 2))
+    for _ in range(10):
+        centre = truth[0] + dataset.rng.uniform(-6, 6, size=2)
+        patch, in_patch = dataset._turned(reduced, centre, truth[0])
+        py, px = np.mgrid[:32, :32]
+        centroid = np.array([(patch * px).sum(), (patch * py).sum()]) / patch.sum()
+        assert np.abs(centroid - in_patch).max() < 0.05
+
+
+def test_turned_patches_refuse_an_odd_size():
+    from edgeld.core.codec import SoftmaxHeatmapCodec
+    from edgeld.torchside.patch_dataset import PatchDataset
+
+    with pytest.raises(ValueError, match="even patch size"):
+        PatchDataset([np.zeros((50, 50))], [np.zeros((1, 2))], PatchSpec(31, 1),
+                     SoftmaxHeatmapCodec((31, 31), 4, 1.5), 0.0, 1.0, 0, 4.0, 10.0, 10.0, 0.1)

@@ -19,7 +19,7 @@ def _readme_commands() -> dict[str, set[str]]:
     for line in block.splitlines():
         if line.startswith("edgeld "):
             words = line.split()
-            current = " ".join(words[1:3]) if words[1] in ("orientation", "serve", "uncertainty") else words[1]
+            current = " ".join(words[1:3]) if words[1] in ("orientation", "serve", "uncertainty", "decode") else words[1]
             commands[current] = set()
         commands[current] |= set(re.findall(r"--[a-z][a-z0-9-]*", line))
     return commands

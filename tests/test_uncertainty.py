@@ -126,15 +126,16 @@ def test_fit_cli_reproduces_the_shipped_cascade_score(tmp_path):
 
 @needs_real_data
 def test_flags_pick_out_misses_on_unseen_films():
-    """On 40 test1 films (never trained or fitted on), a flagged landmark is far more often more
-    than 4 mm off than an unflagged one."""
+    """On test1 (never trained or fitted on), a flagged landmark is far more often more than 4 mm
+    off than an unflagged one. All 150 films: the score is fitted on 15 misses, and 40 films
+    (about 50 misses) measure its lift too noisily to hold it to a bar."""
     from edgeld.data.datasets import open_dataset
     from edgeld.evaluate import detect_samples, references
     from edgeld.load import open_detector
     from edgeld.metrics import radial_errors_mm
 
     dataset = open_dataset(REAL_DATA)
-    samples = dataset.split("test1")[:40]
+    samples = dataset.split("test1")
     with open_detector("isbi2015-student", refiner="isbi2015-refiner") as detector:
         points, _, found = detect_samples(detector, samples, progress=False)
     refs, spacing = references(dataset, samples, "senior")

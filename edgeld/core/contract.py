@@ -35,6 +35,9 @@ class HeatmapSpec:
     stride: int = 4
     # Gaussian target width in heatmap cells; ~1.5 cells keeps the peak sharp yet learnable
     sigma: float = 1.5
+    # how the peak is refined to sub-cell precision (core/codec.py): 0 the parabola vertex, r > 0
+    # a local soft-argmax over the cells within r of the peak, chosen by `edgeld decode fit`
+    softargmax_radius: int = 0
 
 
 # the serialized contract is flat, as checkpoints and manifests have always stored it ("io"):
@@ -42,9 +45,10 @@ class HeatmapSpec:
 _FLAT_KEYS = {"input_height": ("input", "height"), "input_width": ("input", "width"),
               "mean": ("input", "mean"), "std": ("input", "std"),
               "heatmap_stride": ("heatmap", "stride"), "heatmap_sigma": ("heatmap", "sigma"),
-              "reducing_gap": ("input", "reducing_gap")}
+              "reducing_gap": ("input", "reducing_gap"),
+              "softargmax_radius": ("heatmap", "softargmax_radius")}
 # contract entries added later, and what an older contract without them means
-_LEGACY_DEFAULTS = {"reducing_gap": 3.0}
+_LEGACY_DEFAULTS = {"reducing_gap": 3.0, "softargmax_radius": 0}
 REQUIRED_KEYS = (*(k for k in _FLAT_KEYS if k not in _LEGACY_DEFAULTS), "landmarks")
 
 
@@ -77,7 +81,7 @@ class ModelIO:
         from edgeld.core.codec import SoftmaxHeatmapCodec  # numpy: loaded on use, see module doc
 
         return SoftmaxHeatmapCodec((self.input.height, self.input.width), self.heatmap.stride,
-                                   self.heatmap.sigma)
+                                   self.heatmap.sigma, self.heatmap.softargmax_radius)
 
     # shorthands for the fields call sites read most
     @property

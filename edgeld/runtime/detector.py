@@ -283,6 +283,16 @@ class LandmarkDetector:
         """As a refinement stage: one patch per landmark around `points_src`, each decoded on its
         own landmark's channel; returns refined source pixels (K, 2) and confidences (K,).
         `image_factor`: the image is its file reduced by this factor (points in its pixels)."""
+        maps = self.patch_maps(image, points_src, image_factor)
+        refined, confidence = maps.decode(self.codec)
+        if self.refiner is not None:  # coarse-to-fine: a finer stage after this one
+            return self.refiner.refine(image, refined, image_factor)
+        return refined, confidence
+
+    def patch_maps(self, image: np.ndarray, points_src: np.ndarray, image_factor: int = 1
+                   ) -> "PatchMaps":
+        """As a refinement stage: the network's map of each landmark on its own patch, cut
+        around `points_src` (this stage alone, not the finer ones after it)."""
         from edgeld.runtime.patches import PatchSpec, patches_around
 
         if self.io.patch_factor % image_factor:
@@ -292,12 +302,22 @@ class LandmarkDetector:
         patches, centres = patches_around(image, points_src, spec, self.io.mean, self.io.std)
         logits = self.runner.infer(patches)
         k = np.arange(len(points_src))
-        own = logits[k, k][None]  # (1, K, h, w): patch k read on channel k
-        cells, confidence = self.codec.decode(own)
-        refined = spec.reduced_to_source(spec.patch_origin(centres) + cells[0])
-        if self.refiner is not None:  # coarse-to-fine: a finer stage after this one
-            return self.refiner.refine(image, refined, image_factor)
-        return refined, confidence[0]
+        return PatchMaps(logits[k, k][None], spec, centres)  # (1, K, h, w): patch k on channel k
+
+
+@dataclass(frozen=True)
+class PatchMaps:
+    """A refiner's maps of one film: `own` (1, K, h, w), landmark k read on its own patch, and
+    where the patches were cut."""
+
+    own: np.ndarray
+    spec: Any  # runtime.patches.PatchSpec
+    centres: np.ndarray
+
+    def decode(self, codec: SoftmaxHeatmapCodec) -> tuple[np.ndarray, np.ndarray]:
+        """Source pixels (K, 2) and confidences (K,) of the maps' peaks, refined as `codec` says."""
+        cells, confidence = codec.decode(self.own)
+        return self.spec.reduced_to_source(self.spec.patch_origin(self.centres) + cells[0]), confidence[0]
 
 
 def _film(image: Any) -> np.ndarray:

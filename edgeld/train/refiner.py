@@ -31,8 +31,9 @@ from edgeld.train.loop import RoleSetup, RunContext, run_training_loop, split_tr
 from edgeld.train.run_folder import check_run_folder
 from edgeld.train.tasks import RefinerTask
 
-# patches are cheap: larger batches, fewer epochs than the whole-image recipe
-REFINER_RECIPE = TrainSpec(epochs=60, batch_size=32, warmup_epochs=1)
+# patches are cheap: larger batches, fewer epochs than the whole-image recipe; rotate_deg and
+# scale_range turn each patch about its centre (off unless asked: `--rotate`, `--scale-range`)
+REFINER_RECIPE = TrainSpec(epochs=60, batch_size=32, warmup_epochs=1, rotate_deg=0.0, scale_range=0.0)
 # the deepest stage sees 2x2 cells of a 64 px patch: 48 channels there (not 64) keep the student
 # + refiner pair within the 1.0 M-parameter budget of the deployed cascade
 REFINER_MODEL = ModelSpec(widths=(16, 24, 32, 48, 48), depths=(1, 1, 1, 1), decoder_width=32)
@@ -125,7 +126,7 @@ def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
     codec = io.codec()
     train_set = PatchDataset([reduced[i] for i in fit_idx], [truth[i] for i in fit_idx], patch,
                              codec, mean, std, spec.seed + run.ddp.rank,
-                             JITTER_SIGMA_PX, JITTER_MAX_PX)
+                             JITTER_SIGMA_PX, JITTER_MAX_PX, spec.rotate_deg, spec.scale_range)
     model = LandmarkNet(replace(REFINER_MODEL, num_landmarks=len(dataset.landmark_names)))
     validation = CascadeValidation(
         first, [images[i] for i in val_idx],
