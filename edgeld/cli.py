@@ -596,7 +596,7 @@ def info(model, json_path) -> None:
     _check_outputs(files=(json_path,))
     data = model_info(resolve_model(model))
     _write_json(json_path, data)
-    for key in ("name", "kind", "role", "params", "macs", "input_size", "precision", "bytes"):
+    for key in ("name", "kind", "role", "params", "macs", "input_size", "precision", "decoding", "bytes"):
         value = data.get(key)
         if key == "macs" and value and data["role"] == "refiner":
             value = (f"{value:,} per patch, {data['macs_per_image'] / 1e9:.2f} GMACs per image "

@@ -31,6 +31,9 @@ def model_info(model: ModelArg) -> dict[str, Any]:
         "input_size": [io.input_height, io.input_width],
         "landmarks": list(io.landmarks),
         "precision": precision,
+        # how heatmap peaks are refined (the contract's softargmax_radius; `edgeld decode fit`)
+        "decoding": (f"local soft-argmax, radius {io.heatmap.softargmax_radius} cells"
+                     if io.heatmap.softargmax_radius else "parabola vertex"),
         "io": io.to_dict(),
         # a refiner runs once per landmark patch: its MACs per image are K times its MACs
         "role": "refiner" if io.patch_size else "detector",

@@ -70,6 +70,7 @@ def test_info_json(tiny_onnx, tiny_checkpoint, tmp_path):
         info = json.loads(out.read_text())
         assert info["input_size"] == [64, 64] and info["landmarks"] == ["tip", "notch", "corner"]
         assert info["params"] > 0 and info["macs"] > 0 and info["precision"] == "fp32"
+        assert info["decoding"] == "parabola vertex"  # a contract with no fitted radius
 
 
 def test_benchmark_writes_results(tiny_onnx, tiny_checkpoint, shared_dataset, tmp_path):
