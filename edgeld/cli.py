@@ -663,25 +663,26 @@ def orientation_fit(model, data_dir, split, out) -> None:
                f"shorter side >= {quality.min_side_px} px, aspect <= {quality.max_aspect:g}")
 
 
-@cli.group()
-def uncertainty() -> None:
-    """Which landmarks are likely far off: fit a model's or a cascade's per-landmark score."""
+def _fit_options(refiner_help: str):
+    """The arguments every `... fit` command that writes into a checkpoint copy takes."""
+    def wrap(command):
+        for option in reversed((
+                click.argument("model"),
+                click.option("--refiner", default=None, help=refiner_help),
+                click.option("--data", "data_dir", required=True, type=click.Path(),
+                             help="dataset folder"),
+                click.option("--split", default="train", show_default=True,
+                             help="the split holding MODEL's recorded validation films"),
+                click.option("--out", required=True, type=click.Path(),
+                             help="checkpoint to write: a copy of REFINER (with --refiner), else of MODEL"))):
+            command = option(command)
+        return command
+    return wrap
 
 
-@uncertainty.command("fit")
-@click.argument("model")
-@click.option("--refiner", default=None, help="fit the cascade MODEL + REFINER; the score is "
-              "stored in the refiner's copy")
-@click.option("--data", "data_dir", required=True, type=click.Path(), help="dataset folder")
-@click.option("--split", default="train", show_default=True,
-              help="the split holding MODEL's recorded validation films")
-@click.option("--out", required=True, type=click.Path(),
-              help="checkpoint to write: a copy of REFINER (with --refiner), else of MODEL")
-def uncertainty_fit(model, refiner, data_dir, split, out) -> None:
-    """Fit the per-landmark score of landmarks more than 4 mm off on MODEL's own validation
-    films, flagging 10% of their landmarks, and write it into a copy of the checkpoint."""
-    from edgeld.uncertainty import attach_uncertainty, fit_on_validation
-
+def _fit_stages(model: str, refiner: str | None, out: str):
+    """MODEL, its REFINER (or None) and the checkpoint a fit writes a copy of (the refiner's
+    when given), refusing exported artifacts and an existing output the fit would clobber."""
     ref = resolve_model(model)
     second = resolve_model(refiner) if refiner else None
     target = second or ref
@@ -689,6 +690,22 @@ def uncertainty_fit(model, refiner, data_dir, split, out) -> None:
         raise UserError(f"{target} is an exported artifact: fit the checkpoint it came from, "
                         "then export again")
     _check_outputs(files=(out,))
+    return ref, second, target
+
+
+@cli.group()
+def uncertainty() -> None:
+    """Which landmarks are likely far off: fit a model's or a cascade's per-landmark score."""
+
+
+@uncertainty.command("fit")
+@_fit_options("fit the cascade MODEL + REFINER; the score is stored in the refiner's copy")
+def uncertainty_fit(model, refiner, data_dir, split, out) -> None:
+    """Fit the per-landmark score of landmarks more than 4 mm off on MODEL's own validation
+    films, flagging 10% of their landmarks, and write it into a copy of the checkpoint."""
+    from edgeld.uncertainty import attach_uncertainty, fit_on_validation
+
+    ref, second, target = _fit_stages(model, refiner, out)
     spec = fit_on_validation(ref, second, data_dir, split)
     attach_uncertainty(target, out, spec)
     click.echo(f"wrote {out}: per-landmark score fitted on {spec.fitted_on}; flagged above "
@@ -701,27 +718,14 @@ def decode() -> None:
 
 
 @decode.command("fit")
-@click.argument("model")
-@click.option("--refiner", default=None, help="choose REFINER's decoding behind MODEL; the choice "
-              "is stored in the refiner's copy")
-@click.option("--data", "data_dir", required=True, type=click.Path(), help="dataset folder")
-@click.option("--split", default="train", show_default=True,
-              help="the split holding MODEL's recorded validation films")
-@click.option("--out", required=True, type=click.Path(),
-              help="checkpoint to write: a copy of REFINER (with --refiner), else of MODEL")
+@_fit_options("choose REFINER's decoding behind MODEL; the choice is stored in the refiner's copy")
 def decode_fit(model, refiner, data_dir, split, out) -> None:
     """Choose the sub-cell peak refinement (parabola vertex, or a local soft-argmax of radius
     1-8 cells) with the lowest MRE on MODEL's own validation films, and write it into a copy of
     the checkpoint. Refit `edgeld uncertainty fit` afterwards: its evidence moves with the points."""
     from edgeld.decode_fit import attach_radius, fit_radius
 
-    ref = resolve_model(model)
-    second = resolve_model(refiner) if refiner else None
-    target = second or ref
-    if not target.is_checkpoint:
-        raise UserError(f"{target} is an exported artifact: fit the checkpoint it came from, "
-                        "then export again")
-    _check_outputs(files=(out,))
+    ref, second, target = _fit_stages(model, refiner, out)
     fit = fit_radius(ref, second, data_dir, split)
     for r, mre in fit.mre_mm.items():
         click.echo(f"  {'parabola vertex' if r == 0 else f'soft-argmax radius {r}':<22} "
