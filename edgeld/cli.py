@@ -100,8 +100,9 @@ def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Default: the recipe's 100.")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--seed", type=int, default=None)
-@click.option("--val-count", type=click.IntRange(1), default=None,
-              help="Training images held out for model selection (default 20).")
+@click.option("--val-count", type=click.IntRange(0), default=None,
+              help="Training images held out for model selection (default 20); 0 trains on all "
+                   "and keeps the last epoch (fix --epochs on a validated run first).")
 @click.option("--input-size", default=None, metavar="HxW", help="Model input, e.g. 384x320.")
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0: default).")
 @click.option("--rotate", type=click.FloatRange(0), default=None, metavar="DEG",
@@ -156,9 +157,7 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
                                 resume=resume, device=device)
         if summary["rank"] != 0:  # under torchrun, rank 0 reports
             return
-        best = summary["best"]
-        click.echo(f"best epoch {best['epoch']}: cascade validation MRE {best['val_mre_mm']:.3f} mm "
-                   f"->  {summary['checkpoint']}")
+        click.echo(_trained(summary, "cascade validation"))
         return
     input_spec = InputSpec()
     if input_size:
@@ -169,9 +168,16 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
                            device=device)
     if summary["rank"] != 0:  # under torchrun, rank 0 reports
         return
+    click.echo(_trained(summary, "validation"))
+
+
+def _trained(summary: dict, what: str) -> str:
+    """The line a finished training run ends with: its chosen epoch and where it went."""
     best = summary["best"]
-    click.echo(f"best epoch {best['epoch']}: validation MRE {best['val_mre_mm']:.3f} mm, "
-               f"SDR@2mm {best['val_sdr_2mm']:.1f}%  ->  {summary['checkpoint']}")
+    if "val_mre_mm" not in best:  # --val-count 0
+        return f"last epoch {best['epoch']} (no validation images)  ->  {summary['checkpoint']}"
+    sdr = f", SDR@2mm {best['val_sdr_2mm']:.1f}%" if what == "validation" else ""
+    return f"best epoch {best['epoch']}: {what} MRE {best['val_mre_mm']:.3f} mm{sdr}  ->  {summary['checkpoint']}"
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -54,6 +54,11 @@ def validation_samples(ref: Any, data_dir: str, split: str, purpose: str, also: 
         val_ids &= set(also.metadata["training"]["val_images"])
     samples = [s for s in dataset.split(split) if s.image_id in val_ids]
     if not samples:
+        for stage in (ref, also):
+            training = stage.metadata.get("training", {}) if stage is not None else {}
+            if training and training.get("val_images") == []:
+                raise UserError(f"{stage} trained on every image (--val-count 0), so no film can "
+                                f"judge it: {purpose}; fit its validated run instead")
         whose = f"{ref} and {also} record no common" if also is not None else f"{ref} records no"
         raise UserError(f"{whose} validation films in {data_dir} {split}: {purpose}")
     return dataset, samples

@@ -223,3 +223,25 @@ def test_turned_patches_refuse_an_odd_size():
     with pytest.raises(ValueError, match="even patch size"):
         PatchDataset([np.zeros((50, 50))], [np.zeros((1, 2))], PatchSpec(31, 1),
                      SoftmaxHeatmapCodec((31, 31), 4, 1.5), 0.0, 1.0, 0, 4.0, 10.0, 10.0, 0.1)
+
+
+def test_refiner_behind_a_stage1_trained_on_every_image(shared_dataset, tmp_path):
+    """A first stage trained with --val-count 0 leaves no film to validate a cascade on: its
+    refiner must train the same way (every image, last epoch), and says so when asked otherwise."""
+    from edgeld.config import InputSpec, TrainSpec
+    from edgeld.models.checkpoint import load_checkpoint
+    from edgeld.train.trainer import train
+
+    stage1 = train(str(shared_dataset), str(tmp_path / "stage1"),
+                   spec=TrainSpec(epochs=1, batch_size=4, val_count=0, threads=1),
+                   input_spec=InputSpec(height=64, width=64), progress=False)["checkpoint"]
+    refused = _train_refiner_cli("--stage1", stage1, "--data", shared_dataset,
+                                 "--out", tmp_path / "refused", *REFINER_ARGS)
+    assert refused.returncode == 2 and "--val-count 0" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "refused").exists()
+    args = [a if a != "3" else "0" for a in REFINER_ARGS]  # --val-count 0
+    res = _train_refiner_cli("--stage1", stage1, "--data", shared_dataset, "--out", tmp_path / "run", *args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "last epoch 2 (no validation images)" in res.stdout
+    _, _, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert meta["training"]["val_images"] == [] and meta["training"]["best"]["epoch"] == 2

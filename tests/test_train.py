@@ -165,3 +165,38 @@ def test_ddp_two_processes_on_gloo(shared_dataset, tmp_path):
     assert all(torch.equal(saved[n], buffers[n]) for n in buffers)
     assert all(torch.equal(buffers[n], ranks[1]["buffers"][n]) for n in buffers
                if n.endswith("num_batches_tracked"))
+
+
+def test_val_count_zero_trains_on_every_image_and_keeps_the_last_epoch(shared_dataset, tmp_path):
+    """The final run of a validated recipe: all training images, the recipe's epoch count, the
+    last epoch's weights (the checkpoint is rewritten every epoch, never selected)."""
+    import torch
+
+    from edgeld.models.checkpoint import load_checkpoint
+    from edgeld.train.loop import LAST_EPOCH
+
+    fit, val = split_train_val(7, 0, seed=3)
+    assert fit == list(range(7)) and val == []
+    out = tmp_path / "all"
+    res = subprocess.run([sys.executable, "-m", "edgeld", "train", "--data", str(shared_dataset),
+                          "--out", str(out), "--epochs", "2", "--batch-size", "4", "--val-count", "0",
+                          "--input-size", "64x64", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "last epoch 2 (no validation images)" in res.stdout
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2] and not any("val_mre_mm" in x for x in lines)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"] == {"epoch": 2, "selection": LAST_EPOCH}
+    net, _, meta = load_checkpoint(out / "best.safetensors")
+    assert meta["training"]["val_images"] == [] and meta["training"]["best"]["epoch"] == 2
+    # the checkpoint is the last epoch's weights: those the resume state holds
+    last = torch.load(out / "last.pt", weights_only=True)["model"]
+    saved = {k.removeprefix("net."): v for k, v in last.items() if k.startswith("net.")}
+    assert saved and all(torch.equal(net.state_dict()[k], v) for k, v in saved.items())
+    # and nothing can be fitted on its validation films, since it has none
+    from edgeld.decode_fit import fit_radius
+    from edgeld.model_ref import resolve_model
+    with pytest.raises(UserError, match="trained on every image"):
+        fit_radius(resolve_model(str(out / "best.safetensors")), None, str(shared_dataset), progress=False)

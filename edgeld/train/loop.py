@@ -58,10 +58,17 @@ class _Progress:
     elapsed: float = 0.0
 
 
+# how a run without validation images chose its checkpoint (summary.json, checkpoint metadata)
+LAST_EPOCH = "last epoch: trained on every image, no validation"
+
+
 def split_train_val(n: int, val_count: int, seed: int) -> tuple[list[int], list[int]]:
-    """A seeded, reproducible carve-out of `val_count` validation indices from n training images."""
+    """A seeded, reproducible carve-out of `val_count` validation indices from n training images;
+    0 trains on all of them (the final run of a recipe whose epoch count validation fixed)."""
+    if val_count == 0:
+        return list(range(n)), []
     if not 0 < val_count < n:
-        raise UserError(f"--val-count must be between 1 and {n - 1} for a train split of {n} images")
+        raise UserError(f"--val-count must be between 0 and {n - 1} for a train split of {n} images")
     order = np.random.default_rng(seed).permutation(n)
     return sorted(order[val_count:].tolist()), sorted(order[:val_count].tolist())
 
@@ -176,8 +183,9 @@ def _finish_epoch(setup: RoleSetup, recipe: dict[str, Any], record: dict[str, An
     """Rank 0's end of an epoch: the best checkpoint if this epoch is best, its log line, then the
     resume state (last, so a kill in between re-runs this epoch rather than skipping it)."""
     epoch = record["epoch"]
-    if metrics["val_mre_mm"] < state.best["val_mre_mm"]:
-        state.best = {**metrics, "epoch": epoch}
+    if not metrics or metrics["val_mre_mm"] < state.best["val_mre_mm"]:
+        # without validation images (--val-count 0) the recipe's epoch count decides: the last
+        state.best = {**metrics, "epoch": epoch} if metrics else {"epoch": epoch, "selection": LAST_EPOCH}
         net = setup.task.net
         cpu_net = copy.deepcopy(net).cpu() if dev.type != "cpu" else net
         save_checkpoint(out / "best.safetensors", cpu_net, setup.io,
@@ -185,7 +193,9 @@ def _finish_epoch(setup: RoleSetup, recipe: dict[str, Any], record: dict[str, An
     append_record(out, record)
     state.epoch = epoch
     _save_resume_state(out / RESUME_STATE, setup, optim, state)
-    if progress:
+    if progress and not metrics:
+        tqdm.write(f"epoch {epoch:3d}  loss {record['train_loss']:.4f}  (no validation images)")
+    elif progress:
         tqdm.write(f"epoch {epoch:3d}  loss {record['train_loss']:.4f}  "
                    f"val MRE {record['val_mre_mm']:.3f} mm  SDR@2mm {record['val_sdr_2mm']:.1f}%  "
                    f"best {state.best['val_mre_mm']:.3f} mm (epoch {state.best['epoch']})")

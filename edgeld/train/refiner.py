@@ -58,6 +58,8 @@ class CascadeValidation:
         self.stage1_mre = float("nan")
 
     def __call__(self) -> dict[str, float]:
+        if not self.images:  # --val-count 0: the loop keeps the last epoch
+            return {}
         if self.stage1_points is None:
             first = self.first.detect_batch(self.images)
             self.stage1_points = np.stack([d.landmarks_px for d in first])
@@ -77,9 +79,15 @@ def _split_like_stage1(samples, stage1: str, spec: TrainSpec) -> tuple[list[int]
     never selected on images the first stage was trained on; else a seeded carve-out."""
     from edgeld.model_ref import resolve_model
 
+    if spec.val_count == 0:  # the final run: every image, the recipe's epoch count
+        return split_train_val(len(samples), 0, spec.seed)
     ref = resolve_model(stage1)
-    names = ref.metadata.get("training", {}).get("val_images", []) if ref.is_checkpoint else []
+    training = ref.metadata.get("training", {}) if ref.is_checkpoint else {}
+    names = training.get("val_images", [])
     ids = [s.image_id for s in samples]
+    if training and not names and spec.val_count:
+        raise UserError(f"{stage1} trained on every image, so no cascade can be validated behind "
+                        "it: train the refiner with --val-count 0 and a fixed --epochs")
     if names and set(names) <= set(ids):
         val = sorted(ids.index(n) for n in names)
         return [i for i in range(len(ids)) if i not in set(val)], val
@@ -130,7 +138,8 @@ def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
     model = LandmarkNet(replace(REFINER_MODEL, num_landmarks=len(dataset.landmark_names)))
     validation = CascadeValidation(
         first, [images[i] for i in val_idx],
-        np.stack([samples[i].reference(reference) for i in val_idx]),
+        np.array([samples[i].reference(reference) for i in val_idx]).reshape(
+            len(val_idx), len(dataset.landmark_names), 2),
         np.array([samples[i].spacing_mm or (1.0, 1.0) for i in val_idx]), model, io)
     recipe = {"role": "refiner", "stage1": stage1, "data": data_dir, "dataset": dataset.name,
               "train": to_dict(spec), "patch": {"size": patch.size, "factor": patch.factor},

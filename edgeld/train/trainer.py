@@ -156,8 +156,6 @@ def _heatmap_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
     fit = [cached[i] for i in split[0]]
     val = [cached[i] for i in split[1]]
     io = replace(io, orientation=_orientation_reference(fit, input_spec, dataset.name).to_dict())
-    val_inputs = torch.stack([HeatmapDataset(val, codec, input_spec.mean, input_spec.std)[i][0]
-                              for i in range(len(val))])
     train_set = HeatmapDataset(fit, codec, input_spec.mean, input_spec.std, spec,
                                seed=spec.seed + run.ddp.rank)
     model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
@@ -175,6 +173,10 @@ def _heatmap_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
               "reference": reference, "train": to_dict(spec), "input": to_dict(input_spec),
               "heatmap": to_dict(heatmap_spec), "model": to_dict(model_spec),
               "val_images": [samples[i].image_id for i in split[1]], "edgeld": __version__}
-    validation = functools.partial(validate, model, val, codec, val_inputs, reference,
-                                   spec.batch_size)
+    validation = dict  # --val-count 0: nothing to select on, the loop keeps the last epoch
+    if val:
+        val_inputs = torch.stack([HeatmapDataset(val, codec, input_spec.mean, input_spec.std)[i][0]
+                                  for i in range(len(val))])
+        validation = functools.partial(validate, model, val, codec, val_inputs, reference,
+                                       spec.batch_size)
     return RoleSetup(task, train_set, validation, io, recipe)
