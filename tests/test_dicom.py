@@ -71,14 +71,23 @@ def stderr_lines(result) -> list[str]:
 
 # --- pixels -------------------------------------------------------------------------------------
 
+def unit(pixels: np.ndarray) -> np.ndarray:
+    """Display pixels of an integer grayscale film (uint16, 65535 = white) in [0, 1]."""
+    assert pixels.dtype == np.uint16
+    return pixels / 65535.0
+
+
+QUANTUM = 0.5 / 65535 + 1e-9  # display values are rounded to 16 bits
+
+
 def test_monochrome2_16bit_respects_bits_stored(tmp_path):
     stored = ramp12()
     stored[0, 1] = 0xF000 | 5  # garbage above bit 11 must be ignored: this pixel is 5, nearly black
     path = make_dicom(tmp_path / "m2.dcm", stored, bits_stored=12)
-    img = load_grayscale(path)
-    assert img.dtype == np.float32 and img.shape == stored.shape
+    img = unit(load_grayscale(path))
+    assert img.shape == stored.shape
     assert img.min() == 0.0 and img.max() == 1.0  # no window: min-max of the values present
-    assert img[0, 1] == pytest.approx(5 / 4095, abs=1e-6)
+    assert img[0, 1] == pytest.approx(5 / 4095, abs=QUANTUM)
     assert np.all(np.diff(img[1]) > 0)  # MONOCHROME2: higher value = brighter
 
 
@@ -88,7 +97,7 @@ def test_monochrome1_is_inverted(tmp_path):
     m1 = read_dicom(make_dicom(tmp_path / "m1.dcm", stored, bits_stored=12,
                                photometric="MONOCHROME1")).pixels
     assert m2[0, 0] < m2[0, -1] and m1[0, 0] > m1[0, -1]  # bright/dark order flips
-    np.testing.assert_allclose(m1, 1.0 - m2, atol=1e-6)
+    np.testing.assert_allclose(unit(m1), 1.0 - unit(m2), atol=2 * QUANTUM)
 
 
 def test_rescale_then_first_window(tmp_path):
@@ -96,14 +105,14 @@ def test_rescale_then_first_window(tmp_path):
     # modality values 2 * stored - 100 = [-100, 100, 300, 500]; window 200 +- 200 (LINEAR_EXACT)
     path = make_dicom(tmp_path / "w.dcm", stored, RescaleSlope=2, RescaleIntercept=-100,
                       WindowCenter=[200, 1000], WindowWidth=[400, 10], VOILUTFunction="LINEAR_EXACT")
-    np.testing.assert_allclose(read_dicom(path).pixels[0], [0.0, 0.25, 0.75, 1.0], atol=1e-6)
+    np.testing.assert_allclose(unit(read_dicom(path).pixels[0]), [0.0, 0.25, 0.75, 1.0], atol=QUANTUM)
 
 
 def test_signed_12_bit_values_keep_their_sign(tmp_path):
     stored = np.array([[-2048, -1, 0, 2047]], dtype=np.int16)
     raw = stored.view(np.uint16) & 0x0FFF  # as a 12-bit signed value is stored in 16 bits
     path = make_dicom(tmp_path / "s.dcm", stored, bits_stored=12, pixel_data=raw.tobytes())
-    np.testing.assert_allclose(read_dicom(path).pixels[0], (stored[0] + 2048) / 4095, atol=1e-6)
+    np.testing.assert_allclose(unit(read_dicom(path).pixels[0]), (stored[0] + 2048) / 4095, atol=QUANTUM)
 
 
 def test_linear_window_matches_pydicom(tmp_path):
@@ -112,7 +121,7 @@ def test_linear_window_matches_pydicom(tmp_path):
     stored = ramp12()
     path = make_dicom(tmp_path / "lw.dcm", stored, bits_stored=12, WindowCenter=1500,
                       WindowWidth=1000)
-    ours = read_dicom(path).pixels
+    ours = unit(read_dicom(path).pixels)
     theirs = apply_windowing(stored.astype(np.float64), pydicom.dcmread(path)) / 4095.0
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert ours[0, 0] == 0.0 and ours[0, -1] == 1.0  # outside the window: clipped
@@ -127,8 +136,28 @@ def test_voi_lut_sequence_is_used_over_window(tmp_path):
     item.add_new(0x00283006, "US", (np.arange(4096)[::-1] * 16).tolist())  # LUTData: inverting
     ds.VOILUTSequence = [item]
     ds.save_as(path)
-    img = read_dicom(path).pixels
-    np.testing.assert_allclose(img, 1.0 - stored / 4095.0, atol=1e-6)
+    img = unit(read_dicom(path).pixels)
+    np.testing.assert_allclose(img, 1.0 - stored / 4095.0, atol=QUANTUM)
+
+
+@pytest.mark.parametrize("tags", [
+    {},  # min-max of the values present
+    {"RescaleSlope": -3, "RescaleIntercept": 7, "WindowCenter": -4000, "WindowWidth": 6000},
+    {"WindowCenter": 1500, "WindowWidth": 1000, "VOILUTFunction": "SIGMOID"},
+    {"WindowCenter": 1500, "WindowWidth": 1000, "photometric": "MONOCHROME1"},
+])
+def test_lookup_table_equals_per_pixel_arithmetic(tmp_path, tags):
+    """Integer films go through one table over their levels; each pixel gets what the float64
+    arithmetic on every pixel gives (to 16-bit rounding), gaps between the levels included."""
+    from edgeld.data.dicom import _modality, _unit_gray
+
+    stored = np.random.default_rng(3).choice([3, 40, 41, 900, 2000, 4095], size=(9, 11)).astype(np.uint16)
+    tags = dict(tags)
+    path = make_dicom(tmp_path / "t.dcm", stored, bits_stored=12,
+                      photometric=tags.pop("photometric", "MONOCHROME2"), **tags)
+    ds = pydicom.dcmread(path)
+    per_pixel = _unit_gray(ds, _modality(ds, stored))
+    np.testing.assert_allclose(unit(read_dicom(path).pixels), per_pixel, atol=QUANTUM)
 
 
 def test_rgb_becomes_luminance(tmp_path):
@@ -142,7 +171,7 @@ def test_rgb_becomes_luminance(tmp_path):
 def test_dicm_magic_without_suffix(tmp_path):
     path = make_dicom(tmp_path / "xray.img", ramp12(), bits_stored=12)
     assert is_dicom(path)
-    assert load_grayscale(path).dtype == np.float32
+    assert load_grayscale(path).dtype == np.uint16
 
 
 # --- spacing ------------------------------------------------------------------------------------

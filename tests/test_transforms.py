@@ -48,3 +48,22 @@ def test_preprocess_shape_and_normalization():
     assert np.allclose(normalize(np.ones((2, 2), np.float32), 0.5, 0.25), 2.0)
     with pytest.raises(ValueError):
         preprocess(np.zeros((4, 4, 3), np.uint8), 64, 64, 0.5, 0.25)
+
+
+@pytest.mark.parametrize("shape", [(2400, 1935), (1001, 1003), (37, 29), (5, 3)])
+@pytest.mark.parametrize("gap", [1.5, 3.0])
+def test_16_bit_letterbox_is_pillows_float_resize(shape, gap):
+    """16-bit films are box-reduced in integer sums (Pillow cannot reduce them), then resized as
+    floats: the same pixels as Pillow's resize of the whole film converted to float, up, down,
+    with short last blocks."""
+    from PIL import Image
+
+    image = np.random.default_rng(sum(shape)).integers(0, 65536, shape, dtype=np.uint16)
+    for dst in [(384, 320), (64, 64)]:
+        box = Letterbox.fit(shape, dst)
+        pil = Image.fromarray(to_unit_float(image), mode="F")
+        expected = np.asarray(pil.resize((box.resized_w, box.resized_h), Image.BILINEAR,
+                                         reducing_gap=gap))
+        got = box.apply(image, gap)[box.pad_top:box.pad_top + box.resized_h,
+                                    box.pad_left:box.pad_left + box.resized_w]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-7)

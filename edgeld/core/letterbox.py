@@ -68,18 +68,60 @@ class Letterbox:
         bilinear) and pad a 2D image; returns float32 in [0, 1]."""
         if image.shape != (self.src_h, self.src_w):
             raise ValueError(f"image is {image.shape}, letterbox expects {(self.src_h, self.src_w)}")
+        size = (self.resized_w, self.resized_h)
         if image.dtype == np.uint8:
             pil = Image.fromarray(image, mode="L")  # resizing 8-bit data is several times faster
-            scale = 1.0 / 255.0
+            resized = np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=reducing_gap),
+                                 dtype=np.float32) * np.float32(1.0 / 255.0)
+        elif image.dtype == np.uint16:
+            resized = _resize_uint16(image, size, reducing_gap)
         else:
             pil = Image.fromarray(to_unit_float(image), mode="F")
-            scale = 1.0
-        resized = np.asarray(pil.resize((self.resized_w, self.resized_h), Image.BILINEAR,
-                                        reducing_gap=reducing_gap), dtype=np.float32) * scale
+            resized = np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=reducing_gap),
+                                 dtype=np.float32)
         out = np.zeros((self.dst_h, self.dst_w), dtype=np.float32)
         out[self.pad_top:self.pad_top + self.resized_h,
             self.pad_left:self.pad_left + self.resized_w] = resized
         return out
+
+
+def _resize_uint16(image: np.ndarray, size: tuple[int, int], reducing_gap: float) -> np.ndarray:
+    """Pillow's resize with `reducing_gap` of a 16-bit image, as float32 in [0, 1], without a
+    full-size float copy: Pillow cannot reduce 16-bit images, so the integer box reduction runs
+    here in integer sums (what Pillow's reduce computes, to float32 rounding), and only the
+    reduced image becomes float for the last antialiased step, over the same box Pillow uses."""
+    h, w = image.shape
+    fx = int(w / size[0] / reducing_gap) or 1
+    fy = int(h / size[1] / reducing_gap) or 1
+    reduced = box_mean(image, fx, fy) * np.float32(1.0 / 65535.0)
+    pil = Image.fromarray(reduced, mode="F")
+    return np.asarray(pil.resize(size, Image.BILINEAR, box=(0, 0, w / fx, h / fy)), dtype=np.float32)
+
+
+def box_mean(image: np.ndarray, fx: int, fy: int) -> np.ndarray:
+    """Means of (fy, fx) pixel blocks of an integer image (up to 16 bits) as float32; the last
+    block row and column average the pixels they have, as `PIL.Image.reduce` does."""
+    sums = _block_sums(_block_sums(image, fy).T, fx).T
+    h, w = image.shape
+    rows = np.full(sums.shape[0], fy, dtype=np.float32)
+    rows[-1] = h - fy * (sums.shape[0] - 1)
+    cols = np.full(sums.shape[1], fx, dtype=np.float32)
+    cols[-1] = w - fx * (sums.shape[1] - 1)
+    return sums.astype(np.float32) / (rows[:, None] * cols[None, :])
+
+
+def _block_sums(a: np.ndarray, f: int) -> np.ndarray:
+    """Sums of consecutive f-row blocks (uint32), the last block short when rows % f != 0:
+    f strided row slices added into one accumulator, each pass contiguous along rows."""
+    if f == 1:
+        return a.astype(np.uint32)
+    n = a.shape[0] // f
+    sums = a[0:n * f:f].astype(np.uint32)
+    for k in range(1, f):
+        sums += a[k:n * f:f]
+    if a.shape[0] > n * f:
+        sums = np.concatenate([sums, a[n * f:].sum(axis=0, dtype=np.uint32)[None]])
+    return sums
 
 
 def to_unit_float(image: np.ndarray) -> np.ndarray:

@@ -22,6 +22,9 @@ from edgeld.data.limits import MAX_PIXELS
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _MAGIC_OFFSET = 128  # a DICOM file: 128-byte preamble, then b"DICM" (PS3.10 7.1)
+# integer films whose stored values span fewer levels go through one lookup table (16-bit data
+# always does); wider ones (32-bit stored values) through float64 arithmetic per pixel
+MAX_LUT_LEVELS = 1 << 17
 
 # What to pip install for compressed transfer syntaxes pydicom cannot decode on its own.
 _LIBJPEG = "pylibjpeg pylibjpeg-libjpeg"
@@ -47,7 +50,9 @@ _ANY_DECODER = "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm)"
 class DicomImage:
     """A DICOM image as the rest of edgeld sees it.
 
-    pixels: 2D float32 in [0, 1] (bright = dense), like `load_grayscale`'s float images.
+    pixels: 2D display grayscale (bright = dense): uint16 (65535 = white) for integer
+        grayscale data, as `load_grayscale` gives 16-bit files; float32 in [0, 1] for RGB
+        (luminance) and float pixel data.
     spacing_mm: (row, column) pixel spacing in mm, or None when the file has none.
     spacing_source: which tags the spacing came from, e.g. "PixelSpacing", or None.
     """
@@ -116,7 +121,7 @@ def image_from_dataset(ds: Any, label: str | Path) -> DicomImage:
         _check_supported(ds, label)
         stored = _decode(ds, label)
         try:
-            pixels = _to_unit_gray(ds, stored)
+            pixels = _to_display(ds, stored)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError,
                 NotImplementedError) as exc:
             raise UserError(f"DICOM pixel transform tags are malformed ({_one_line(exc)}): "
@@ -188,11 +193,15 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
     bits = int(ds.get("BitsStored") or arr.dtype.itemsize * 8)
     if bits >= arr.dtype.itemsize * 8:
         return arr
-    raw = arr.view(arr.dtype.str.replace("i", "u")).astype(np.int64)  # same bytes, unsigned
-    raw &= (1 << bits) - 1
-    if arr.dtype.kind == "i":
-        raw = np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
-    return raw
+    # in the array's own width (no wider copy): mask as unsigned, then sign-extend by shifting the
+    # sign bit to the top and back (an arithmetic shift on the signed view)
+    raw = arr.view(arr.dtype.str.replace("i", "u")) & ((1 << bits) - 1)  # same bytes, unsigned
+    if arr.dtype.kind == "u":
+        return raw
+    shift = arr.dtype.itemsize * 8 - bits
+    signed = (raw << shift).view(arr.dtype)
+    signed >>= shift
+    return signed
 
 
 def _decoder_available(tsyntax: Any) -> bool:
@@ -207,17 +216,49 @@ def _decoder_available(tsyntax: Any) -> bool:
         return False
 
 
-def _to_unit_gray(ds: Any, stored: np.ndarray) -> np.ndarray:
-    """Stored values to display grayscale float32 in [0, 1]."""
+def _to_display(ds: Any, stored: np.ndarray) -> np.ndarray:
+    """Stored values to display grayscale: uint16 (0 black, 65535 white) for integer grayscale,
+    else float32 in [0, 1]."""
     if stored.ndim == 3:  # RGB: luminance as Pillow's "L" (ITU-R 601); no LUTs apply to colour
         gray = stored.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         top = float((1 << int(ds.get("BitsStored") or 8)) - 1)
         return np.clip(gray / top, 0.0, 1.0).astype(np.float32)
-    values = _modality(ds, stored)
-    out = _voi(ds, values)
+    if stored.dtype.kind == "u" and stored.dtype.itemsize <= 2:  # the usual X-ray: 8-16 bits
+        return _display_by_table(ds, stored, 0, (1 << stored.dtype.itemsize * 8) - 1)
+    if stored.dtype.kind in "ui" and stored.size:
+        lo, hi = int(stored.min()), int(stored.max())
+        if hi - lo < MAX_LUT_LEVELS:
+            return _display_by_table(ds, stored, lo, hi)
+    return _unit_gray(ds, _modality(ds, stored)).astype(np.float32)
+
+
+def _display_by_table(ds: Any, stored: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Integer stored values in [lo, hi] through the whole pipeline as one lookup table: the
+    transforms run on the (at most 128k) levels, not on the (millions of) pixels, and the film
+    stays integer (2 bytes a pixel) instead of passing through float64 copies."""
+    if lo == 0:  # unsigned: the stored values index the table themselves
+        index = stored
+    else:  # stored - lo is in [0, hi - lo]; only 8- and 16-bit signed data could wrap computing it
+        narrow_signed = stored.dtype.kind == "i" and stored.dtype.itemsize < 4
+        index = stored.astype(np.int32) - lo if narrow_signed else stored - lo
+    levels = _modality(ds, np.arange(lo, hi + 1, dtype=np.int64))
+
+    def extent() -> tuple[float, float]:  # of the values present, as the float path takes it
+        present = levels[np.bincount(index.ravel(), minlength=levels.size) > 0]
+        return float(present.min()), float(present.max())
+
+    table = _unit_gray(ds, levels, extent)
+    return np.rint(table * 65535.0).astype(np.uint16)[index]
+
+
+def _unit_gray(ds: Any, values: np.ndarray, extent=None) -> np.ndarray:
+    """Modality values to display grayscale in [0, 1] (float64): VOI, then MONOCHROME1
+    inverted. `extent()` gives the (min, max) of the values present for a min-max VOI (default:
+    those of `values`)."""
+    out = _voi(ds, values, extent)
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
         out = 1.0 - out  # MONOCHROME1: the lowest value is white
-    return out.astype(np.float32)
+    return out
 
 
 def _modality(ds: Any, stored: np.ndarray) -> np.ndarray:
@@ -233,7 +274,7 @@ def _modality(ds: Any, stored: np.ndarray) -> np.ndarray:
     return stored.astype(np.float64) * slope + intercept
 
 
-def _voi(ds: Any, values: np.ndarray) -> np.ndarray:
+def _voi(ds: Any, values: np.ndarray, extent=None) -> np.ndarray:
     """The VOI transform to [0, 1]: VOI LUT Sequence, else the first window, else min-max."""
     if ds.get("VOILUTSequence"):
         apply_voi_lut = _pixels_function("apply_voi_lut")
@@ -250,7 +291,8 @@ def _voi(ds: Any, values: np.ndarray) -> np.ndarray:
     width = _first_float(ds.get("WindowWidth"))
     if center is not None and width is not None and width > 0:
         return _window(values, center, width, str(ds.get("VOILUTFunction") or "LINEAR").upper())
-    return _stretch(values, float(values.min()), float(values.max()))
+    lo, hi = extent() if extent is not None else (float(values.min()), float(values.max()))
+    return _stretch(values, lo, hi)
 
 
 def _window(x: np.ndarray, center: float, width: float, function: str) -> np.ndarray:

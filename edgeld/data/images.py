@@ -22,7 +22,8 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     """Read an image file as a 2D array: uint8 for 8-bit files, uint16 for 16-bit ones.
 
     Colour and palette images are converted to luminance; alpha is dropped. DICOM files (by
-    suffix or DICM magic; needs the `dicom` extra) give float32 in [0, 1] after their rescale,
+    suffix or DICM magic; needs the `dicom` extra) give uint16 display values (65535 = white;
+    float32 in [0, 1] for colour or float pixel data) after their rescale,
     VOI window and MONOCHROME1 inversion, see `edgeld.data.dicom`.
     """
     return load_grayscale_and_spacing(path)[0]
