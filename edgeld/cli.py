@@ -680,21 +680,33 @@ def _fit_options(refiner_help: str):
                 click.option("--split", default="train", show_default=True,
                              help="the split holding MODEL's recorded validation films"),
                 click.option("--out", required=True, type=click.Path(),
-                             help="checkpoint to write: a copy of REFINER (with --refiner), else of MODEL"))):
+                             help="checkpoint to write: a copy of REFINER (with --refiner), else of MODEL"),
+                click.option("--into", default=None, metavar="CKPT",
+                             help="write the result into a copy of CKPT instead: the same recipe "
+                                  "retrained on every image (--val-count 0), which no film can "
+                                  "judge, takes what its validated run's films chose"))):
             command = option(command)
         return command
     return wrap
 
 
-def _fit_stages(model: str, refiner: str | None, out: str):
+def _fit_stages(model: str, refiner: str | None, out: str, into: str | None = None):
     """MODEL, its REFINER (or None) and the checkpoint a fit writes a copy of (the refiner's
-    when given), refusing exported artifacts and an existing output the fit would clobber."""
+    when given, or INTO), refusing exported artifacts, an INTO unlike the stage it stands for
+    and an existing output the fit would clobber."""
     ref = resolve_model(model)
     second = resolve_model(refiner) if refiner else None
-    target = second or ref
-    if not target.is_checkpoint:
-        raise UserError(f"{target} is an exported artifact: fit the checkpoint it came from, "
-                        "then export again")
+    fitted = second or ref
+    target = resolve_model(into) if into else fitted
+    for stage in (fitted, target):
+        if not stage.is_checkpoint:
+            raise UserError(f"{stage} is an exported artifact: fit the checkpoint it came from, "
+                            "then export again")
+    mine, theirs = target.io, fitted.io
+    if (mine.input, mine.landmarks, mine.patch_size, mine.patch_factor) != (
+            theirs.input, theirs.landmarks, theirs.patch_size, theirs.patch_factor):
+        raise UserError(f"--into {target} takes another input or predicts other landmarks than "
+                        f"{fitted}: it must be the same recipe's run")
     _check_outputs(files=(out,))
     return ref, second, target
 
@@ -706,13 +718,18 @@ def uncertainty() -> None:
 
 @uncertainty.command("fit")
 @_fit_options("fit the cascade MODEL + REFINER; the score is stored in the refiner's copy")
-def uncertainty_fit(model, refiner, data_dir, split, out) -> None:
+def uncertainty_fit(model, refiner, data_dir, split, out, into) -> None:
     """Fit the per-landmark score of landmarks more than 4 mm off on MODEL's own validation
     films, flagging 10% of their landmarks, and write it into a copy of the checkpoint."""
+    from dataclasses import replace
+
     from edgeld.uncertainty import attach_uncertainty, fit_on_validation
 
-    ref, second, target = _fit_stages(model, refiner, out)
+    ref, second, target = _fit_stages(model, refiner, out, into)
     spec = fit_on_validation(ref, second, data_dir, split)
+    if into:
+        spec = replace(spec, fitted_on=f"{spec.fitted_on}; carried over to {Path(into).name}, "
+                                       "the same recipe trained on every image")
     attach_uncertainty(target, out, spec)
     click.echo(f"wrote {out}: per-landmark score fitted on {spec.fitted_on}; flagged above "
                f"{spec.threshold:.3f}")
@@ -725,13 +742,13 @@ def decode() -> None:
 
 @decode.command("fit")
 @_fit_options("choose REFINER's decoding behind MODEL; the choice is stored in the refiner's copy")
-def decode_fit(model, refiner, data_dir, split, out) -> None:
+def decode_fit(model, refiner, data_dir, split, out, into) -> None:
     """Choose the sub-cell peak refinement (parabola vertex, or a local soft-argmax of radius
     1-8 cells) with the lowest MRE on MODEL's own validation films, and write it into a copy of
     the checkpoint. Refit `edgeld uncertainty fit` afterwards: its evidence moves with the points."""
     from edgeld.decode_fit import attach_radius, fit_radius
 
-    ref, second, target = _fit_stages(model, refiner, out)
+    ref, second, target = _fit_stages(model, refiner, out, into)
     fit = fit_radius(ref, second, data_dir, split)
     for r, mre in fit.mre_mm.items():
         click.echo(f"  {'parabola vertex' if r == 0 else f'soft-argmax radius {r}':<22} "

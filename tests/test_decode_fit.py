@@ -95,3 +95,33 @@ def test_a_cascade_is_fitted_only_on_films_neither_stage_trained_on(shared_datas
     assert len(samples) == 3
     with pytest.raises(UserError, match="no common validation films"):
         validation_samples(first, str(shared_dataset), "train", "x", also=model("010.png"))
+
+
+def test_fit_carried_into_a_run_on_every_image(trained_tiny, refiner, tmp_path):
+    """`--into`: a run trained on every image has no film to fit on; its validated run's films
+    choose, and the choice lands in a copy of the other run (its weights, its contract)."""
+    from safetensors.numpy import load_file
+
+    from edgeld.config import InputSpec, TrainSpec
+    from edgeld.train.trainer import train
+
+    every = train(str(trained_tiny["data"]), str(tmp_path / "every"),
+                  spec=TrainSpec(epochs=1, batch_size=4, val_count=0, threads=1),
+                  input_spec=InputSpec(height=64, width=64), progress=False)["checkpoint"]
+    ref = resolve_model(str(trained_tiny["checkpoint"]))
+    fit = fit_radius(ref, None, str(trained_tiny["data"]), progress=False)
+    out = tmp_path / "every-fitted.safetensors"
+    args = [sys.executable, "-m", "edgeld", "decode", "fit", str(ref.path), "--data",
+            str(trained_tiny["data"]), "--out", str(out)]
+    done = subprocess.run([*args, "--into", str(every)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = ModelIO.from_dict(checkpoint_metadata(out)["io"])
+    assert after.heatmap.softargmax_radius == fit.radius
+    assert checkpoint_metadata(out)["training"]["val_images"] == []  # the other run's metadata
+    theirs, mine = load_file(str(every)), load_file(str(out))
+    assert theirs.keys() == mine.keys() and all(np.array_equal(theirs[k], mine[k]) for k in mine)
+    # a checkpoint of another kind (a refiner for a first stage) is no such run
+    refused = subprocess.run([*args[:-1], str(tmp_path / "x.safetensors"), "--into",
+                              str(refiner["checkpoint"])], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "same recipe" in refused.stderr
+    assert not (tmp_path / "x.safetensors").exists()
