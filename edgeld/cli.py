@@ -702,9 +702,11 @@ def _fit_stages(model: str, refiner: str | None, out: str, into: str | None = No
         if not stage.is_checkpoint:
             raise UserError(f"{stage} is an exported artifact: fit the checkpoint it came from, "
                             "then export again")
-    mine, theirs = target.io, fitted.io
-    if (mine.input, mine.landmarks, mine.patch_size, mine.patch_factor) != (
-            theirs.input, theirs.landmarks, theirs.patch_size, theirs.patch_factor):
+    def kind(io):  # what a fitted choice depends on (a refiner ignores the letterbox's gap)
+        return (io.input_height, io.input_width, io.mean, io.std, tuple(io.landmarks),
+                io.patch_size, io.patch_factor)
+
+    if kind(target.io) != kind(fitted.io):
         raise UserError(f"--into {target} takes another input or predicts other landmarks than "
                         f"{fitted}: it must be the same recipe's run")
     _check_outputs(files=(out,))
