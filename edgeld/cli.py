@@ -702,6 +702,7 @@ def _fit_stages(model: str, refiner: str | None, out: str, into: str | None = No
         if not stage.is_checkpoint:
             raise UserError(f"{stage} is an exported artifact: fit the checkpoint it came from, "
                             "then export again")
+
     def kind(io):  # what a fitted choice depends on (a refiner ignores the letterbox's gap)
         return (io.input_height, io.input_width, io.mean, io.std, tuple(io.landmarks),
                 io.patch_size, io.patch_factor)
