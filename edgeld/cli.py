@@ -619,6 +619,8 @@ def info(model, json_path) -> None:
     best = origin.pop("best_validation", None)
     if best and "val_mre_mm" in best:
         origin["best validation"] = f"MRE {best['val_mre_mm']:.3f} mm (epoch {best.get('epoch')})"
+    elif best and "selection" in best:
+        origin["kept"] = f"epoch {best.get('epoch')}, {best['selection']}"
     click.echo(f"{'origin':>10}: " + "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in origin.items()))
 
 

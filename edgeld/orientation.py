@@ -34,12 +34,16 @@ def fit_on_split(ref: ModelRef, data_dir: str, split: str
     if not correlations:
         raise UserError(f"{data_dir} {split} holds fewer than two distinct films: nothing to fit on")
     val_ids = set(ref.metadata.get("training", {}).get("val_images", []))
-    val = [f for s, f in zip(samples, films) if s.image_id in val_ids] or films
+    val = [f for s, f in zip(samples, films) if s.image_id in val_ids]
+    # A model trained on every film has none left to validate on: its own training films, on
+    # which it is most confident, set a stricter confidence floor than validation films would.
+    which = f"{len(val)} validation films" if val else \
+        f"all {len(films)} films (the model records no validation films)"
     detector = open_detector(ref)
-    confidences = [float(detector.detect(f).confidence.mean()) for f in val]
+    confidences = [float(detector.detect(f).confidence.mean()) for f in val or films]
     quality = fit_quality([f.shape for f in films], correlations, confidences,
                           min(io.input_height, io.input_width) // 2,
-                          fitted_on=f"{where}; confidence on {len(val)} validation films")
+                          fitted_on=f"{where}; confidence on {which}")
     return reference, quality
 
 def attach_to_checkpoint(src: str | Path, dst: str | Path, reference: OrientationReference,

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from conftest import REAL_DATA, needs_real_data
+from conftest import REAL_DATA, needs_real_data, validated_run
 from edgeld.core.contract import ModelIO
 from edgeld.decode_fit import RADII, fit_radius
 from edgeld.model_ref import checkpoint_metadata, resolve_model
@@ -67,12 +67,16 @@ def test_a_contract_without_the_radius_decodes_by_the_parabola():
 
 @needs_real_data
 def test_fit_cli_reproduces_the_shipped_student(tmp_path):
+    """The shipped student trained on every image: its radius is chosen on the validated run's
+    films and written into it (`--into`), and that command reproduces the shipped file."""
     from edgeld.models.registry import builtin_path
 
+    validated_run(tmp_path)
     out = tmp_path / "student.safetensors"
-    subprocess.run([sys.executable, "-m", "edgeld", "decode", "fit", "isbi2015-student",
+    subprocess.run([sys.executable, "-m", "edgeld", "decode", "fit",
+                    "runs/validated/student.safetensors", "--into", "isbi2015-student",
                     "--data", str(REAL_DATA), "--out", str(out)],
-                   check=True, capture_output=True, timeout=600)
+                   check=True, capture_output=True, timeout=600, cwd=tmp_path)
     assert out.read_bytes() == builtin_path("isbi2015-student").read_bytes()
 
 

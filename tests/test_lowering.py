@@ -15,7 +15,7 @@ from edgeld.export.calibration import build_calibration, load_calibration, selec
 from edgeld.export.lowered import export_lowered
 from edgeld.runtime import LandmarkDetector
 
-from conftest import REAL_DATA, needs_real_data
+from conftest import REAL_DATA, needs_real_data, validated_run
 
 
 @pytest.fixture(scope="module")
@@ -270,18 +270,27 @@ def test_int8_gate_record_names_the_overlap_of_the_diverse_set(int8, calibration
 
 
 @needs_real_data
-def test_shipped_student_gate_and_committed_calibration_are_disjoint():
-    """The issue's case: 5 of the shipped student's 20 validation images are in
-    calibration/isbi2015-train-diverse64; the gate keeps the other 15."""
+def test_shipped_student_gate_and_committed_calibration_are_disjoint(tmp_path):
+    """The issue's case: 5 of the validated student's 20 validation images are in
+    calibration/isbi2015-train-diverse64; the gate keeps the other 15. The shipped student,
+    trained on every image, records none: its gate on `--split train` keeps the 86 that are not
+    calibration images."""
     from pathlib import Path
 
     from edgeld.export.gate import Gate
     from edgeld.model_ref import resolve_model
 
-    ref = resolve_model("isbi2015-student")
-    validation = {"split": "train", "images": ref.metadata["training"]["val_images"]}
     cal = json.loads((Path(__file__).resolve().parents[1] / "calibration" /
                       "isbi2015-train-diverse64" / "manifest.json").read_text())
-    gate = Gate.load(ref.io, REAL_DATA, None, validation, [i["sha256"] for i in cal["images"]])
+    hashes = [i["sha256"] for i in cal["images"]]
+    ref = resolve_model(validated_run(tmp_path) / "student.safetensors")
+    validation = {"split": "train", "images": ref.metadata["training"]["val_images"]}
+    gate = Gate.load(ref.io, REAL_DATA, None, validation, hashes)
     assert len(gate.excluded) == 5 and len(gate.images) == 15
     assert set(gate.excluded) <= {i["id"] for i in cal["images"]}
+    shipped = resolve_model("isbi2015-student")
+    assert shipped.metadata["training"]["val_images"] == []
+    with pytest.raises(UserError, match="give --split NAME"):
+        Gate.load(shipped.io, REAL_DATA, None, {"split": "train", "images": []}, hashes)
+    gate = Gate.load(shipped.io, REAL_DATA, "train", {"split": "train", "images": []}, hashes)
+    assert len(gate.excluded) == 64 and len(gate.images) == 86

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import REAL_DATA, needs_real_data
+from conftest import REAL_DATA, needs_real_data, validated_run
 from edgeld.core.contract import ModelIO
 from edgeld.data import load_grayscale
 from edgeld.demo import SAMPLES
@@ -117,10 +117,13 @@ def test_fit_refuses_an_exported_artifact(tiny_onnx):
 def test_fit_cli_reproduces_the_shipped_cascade_score(tmp_path):
     from edgeld.models.registry import builtin_path
 
+    validated_run(tmp_path)  # the shipped pair trained on every image: fitted on this run's films
     out = tmp_path / "refiner.safetensors"
-    subprocess.run([sys.executable, "-m", "edgeld", "uncertainty", "fit", "isbi2015-student",
-                    "--refiner", "isbi2015-refiner", "--data", str(REAL_DATA), "--out", str(out)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "edgeld", "uncertainty", "fit",
+                    "runs/validated/student.safetensors", "--refiner",
+                    "runs/validated/refiner.safetensors", "--into", "isbi2015-refiner",
+                    "--data", str(REAL_DATA), "--out", str(out)],
+                   check=True, capture_output=True, timeout=600, cwd=tmp_path)
     assert out.read_bytes() == builtin_path("isbi2015-refiner").read_bytes()
 
 

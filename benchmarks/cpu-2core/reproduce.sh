@@ -22,12 +22,12 @@ ev isbi2015-student --refiner isbi2015-refiner-coarse --refiner isbi2015-refiner
 # edge artifacts (calibration manifests are committed; their tensors are rebuilt when missing)
 edgeld calibrate --data $D --split train --count 64 --out calibration/isbi2015-train-diverse64
 edgeld calibrate --data $D --split train --count 64 --method random --out calibration/isbi2015-train-random64
-edgeld export out/isbi2015-student.onnx --to fp16 --data $D --out out/student.fp16.onnx
+edgeld export out/isbi2015-student.onnx --to fp16 --data $D --split train --out out/student.fp16.onnx
 for cal in diverse64 random64; do
   edgeld export out/isbi2015-student.onnx --to int8 --calibration calibration/isbi2015-train-$cal \
-      --out out/student.int8-trt-$cal.onnx
+      --data $D --split train --out out/student.int8-trt-$cal.onnx
   edgeld export out/isbi2015-student.onnx --to int8 --calibration calibration/isbi2015-train-$cal \
-      --target cpu --max-mre-increase 0.02 --out out/student.int8-cpu-$cal.onnx
+      --target cpu --max-mre-increase 0.02 --data $D --split train --out out/student.int8-cpu-$cal.onnx
 done
 cp out/student.int8-trt-diverse64.onnx out/student.int8-trt.onnx; cp out/student.int8-trt-diverse64.onnx.json out/student.int8-trt.onnx.json
 cp out/student.int8-cpu-diverse64.onnx out/student.int8-cpu.onnx; cp out/student.int8-cpu-diverse64.onnx.json out/student.int8-cpu.onnx.json
@@ -52,7 +52,7 @@ done
 edgeld calibrate --data $D --split train --count 64 --for isbi2015-refiner \
     --out calibration/isbi2015-refiner-train-diverse64
 edgeld export out/isbi2015-refiner.onnx --to int8 --calibration calibration/isbi2015-refiner-train-diverse64 \
-    --target cpu --out out/refiner.int8-cpu.onnx
+    --target cpu --data $D --split train --out out/refiner.int8-cpu.onnx
 edgeld benchmark out/isbi2015-student.onnx out/student.int8-cpu.onnx --refiner out/refiner.int8-cpu.onnx \
     --data $D --split test1 --seconds 3 --repeat 3 --out $B/int8-cascade
 edgeld benchmark out/isbi2015-student.onnx out/student.int8-cpu.onnx --refiner out/isbi2015-refiner.onnx \
