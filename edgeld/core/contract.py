@@ -75,6 +75,11 @@ class ModelIO:
     # the fitted per-landmark "likely far off" score (runtime/uncertainty.py: UncertaintySpec);
     # a first stage's scores it alone, a refiner's scores the cascade behind its first stage
     uncertainty: dict[str, Any] | None = None
+    # a refiner's training films' pixel spacing (row, column) in mm: the runtime resamples a film
+    # of another known spacing to it before cutting patches, so a patch shows the anatomy at the
+    # scale the refiner learnt; None (older refiners, whole-image models): films are taken as
+    # they come. Written only when set, so contracts without it keep their bytes.
+    film_spacing_mm: tuple[float, float] | None = None
 
     def codec(self) -> "SoftmaxHeatmapCodec":
         """The heatmap codec that encodes this model's targets and decodes its output."""
@@ -116,6 +121,10 @@ class ModelIO:
         for f in fields(self):
             if f.name not in ("input", "heatmap", "landmarks"):
                 flat[f.name] = getattr(self, f.name)
+        if self.film_spacing_mm is None:
+            del flat["film_spacing_mm"]
+        else:
+            flat["film_spacing_mm"] = list(self.film_spacing_mm)
         return flat
 
     @classmethod
@@ -135,5 +144,11 @@ class ModelIO:
         for entry in ("orientation", "quality", "uncertainty"):
             if optional.get(entry) is not None and not isinstance(optional[entry], dict):
                 raise ValueError(f"the model contract's {entry} is not a JSON object")
+        if optional.get("film_spacing_mm") is not None:
+            spacing = optional["film_spacing_mm"]
+            if not (isinstance(spacing, (list, tuple)) and len(spacing) == 2 and
+                    all(isinstance(v, (int, float)) and v > 0 for v in spacing)):
+                raise ValueError("the model contract's film_spacing_mm is not two positive numbers")
+            optional["film_spacing_mm"] = (float(spacing[0]), float(spacing[1]))
         return cls(InputSpec(**parts["input"]), HeatmapSpec(**parts["heatmap"]),
                    tuple(data["landmarks"]), **optional)

@@ -16,6 +16,7 @@ from edgeld.runtime.orientation import (Orientation, OrientationCheck, Orientati
                                         thumbnail)
 from edgeld.runtime.quality import Quality, QualitySpec, is_constant
 from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
+from edgeld.runtime.spacing import from_resampled, resample, resampling_scale, to_resampled
 from edgeld.runtime.uncertainty import UncertaintySpec, far_mass, feature_matrix
 
 
@@ -206,8 +207,8 @@ class LandmarkDetector:
             quality = self.quality.after(before[i], conf) if self.quality else before[i]
             refined = None
             if self.refiner is not None and quality.usable:  # no patches around no landmarks
-                refined = self.refiner.refine(view.image, pts,
-                                              image_factors[i] if image_factors else 1)
+                refined = self._refine(view, pts, image_factors[i] if image_factors else 1,
+                                       spacings_mm[i])
             scores = self._uncertainty(logits[j], log_z[j], view.box, pts, conf, refined)
             if refined is not None:
                 pts, conf = refined
@@ -277,6 +278,24 @@ class LandmarkDetector:
             return [given], before
         upright = check.orientation.to_upright(image)
         return [given, _View(upright, *self.preprocess(upright), check.orientation)], before
+
+    def _refine(self, view: "_View", points: np.ndarray, image_factor: int,
+                spacing: float | Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The refiners on the (upright) film; one of a known spacing other than the refiners'
+        training films' is first resampled to one pixel per finest patch pixel, so that patches
+        show the anatomy at the scale they were trained on (runtime/spacing.py)."""
+        stage, finest = self.refiner, self.refiner.io.patch_factor
+        while stage is not None:  # coarse-to-fine chains: resample for the finest stage
+            finest, stage = min(finest, stage.io.patch_factor), stage.refiner
+        pair = _spacing_pair(spacing)
+        if pair is not None and view.turn.turns % 2:
+            pair = pair[::-1]  # a quarter turn swaps the film's rows and columns
+        scale = resampling_scale(pair, image_factor, self.refiner.io.film_spacing_mm, finest)
+        if scale is None:
+            return self.refiner.refine(view.image, points, image_factor)
+        image, exact = resample(view.image, scale)
+        refined, confidence = self.refiner.refine(image, to_resampled(points, exact), finest)
+        return from_resampled(refined, exact), confidence
 
     def refine(self, image: np.ndarray, points_src: np.ndarray, image_factor: int = 1
                ) -> tuple[np.ndarray, np.ndarray]:

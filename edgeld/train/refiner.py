@@ -118,6 +118,16 @@ def train_refiner(data_dir: str, out_dir: str, stage1: str, spec: TrainSpec = RE
     return run_training_loop(setup, spec, out, run, resume, progress)
 
 
+def common_spacing(samples: list[Sample]) -> tuple[float, float] | None:
+    """The (row, column) pixel spacing every training film shares, recorded in the refiner's
+    contract (the runtime resamples films of another spacing to it); None when a film has none
+    or they differ."""
+    spacings = {s.spacing_mm for s in samples}
+    if len(spacings) != 1 or None in spacings:
+        return None
+    return next(iter(spacings))
+
+
 def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample],
                    split: tuple[list[int], list[int]], first: LandmarkDetector, stage1: str,
                    spec: TrainSpec, patch: PatchSpec, run: RunContext, progress: bool) -> RoleSetup:
@@ -130,7 +140,8 @@ def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
     reduced = [reduce_image(img, patch.factor) for img in images]
     truth = [patch.source_to_reduced(s.reference(reference)) for s in samples]
     io = ModelIO(InputSpec(patch.size, patch.size, mean, std), REFINER_HEATMAP,
-                 dataset.landmark_names, patch_size=patch.size, patch_factor=patch.factor)
+                 dataset.landmark_names, patch_size=patch.size, patch_factor=patch.factor,
+                 film_spacing_mm=common_spacing(samples))
     codec = io.codec()
     train_set = PatchDataset([reduced[i] for i in fit_idx], [truth[i] for i in fit_idx], patch,
                              codec, mean, std, spec.seed + run.ddp.rank,
