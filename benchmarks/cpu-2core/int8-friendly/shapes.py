@@ -58,14 +58,14 @@ def session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def build(name: str, shape, work: Path, calibration: np.ndarray) -> dict:
+def build(index: int, name: str, shape, work: Path, calibration: np.ndarray) -> dict:
     widths, depths, decoder = shape
     torch.manual_seed(0)
     spec = replace(ModelSpec(), widths=widths, depths=depths, decoder_width=decoder,
                    num_landmarks=len(ISBI2015_LANDMARKS))
     net = LandmarkNet(spec).eval()
     io = ModelIO(InputSpec(), HeatmapSpec(), ISBI2015_LANDMARKS)
-    stem = work / f"candidate{len(list(work.glob('*.safetensors')))}"
+    stem = work / f"candidate{index}"
     ckpt = stem.with_suffix(".safetensors")
     save_checkpoint(ckpt, net, io, {"training": {"role": "student", "untrained": True}})
     fp32 = stem.with_suffix(".onnx")
@@ -89,7 +89,8 @@ def main() -> None:
     calibration = load_calibration(CALIBRATION, progress=False).tensors
     x = calibration[:1].astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        models = [build(n, s, Path(tmp), calibration) for n, s in CANDIDATES.items()]
+        models = [build(i, n, s, Path(tmp), calibration)
+                  for i, (n, s) in enumerate(CANDIDATES.items())]
         sessions = [(m, p, session(m[p], args.threads)) for m in models for p in ("fp32", "int8")]
         for _, _, s in sessions:  # warm-up
             for _ in range(10):
