@@ -425,6 +425,10 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going,
             click.echo(f"{path}: {len(det.names)} landmarks, mean confidence "
                        f"{det.confidence.mean():.2f}" + _turned(det.orientation))
             click.echo(_landmark_table(record))
+        if det.estimated_spacing_mm is not None:
+            click.echo(f"note: {path}: no pixel spacing, and its anatomy measures about "
+                       f"{det.estimated_spacing_mm:.3g} mm pixels, far from the refiner's training "
+                       "films: patches were cut at that scale (state it with --spacing MM)", err=True)
     n_px_only = sum(used is None for _, _, det, used, _ in results if det.quality.usable)
     if n_px_only:
         which = "" if n_px_only == len(results) else f" for {n_px_only} of {len(results)} images"

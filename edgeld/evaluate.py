@@ -28,13 +28,15 @@ def detect_samples(detector: LandmarkDetector, samples: list[Sample], batch_size
     """`predict_samples` plus each image's Detection (its usability verdict, its per-landmark
     scores). An unusable image keeps the landmarks the model found anyway, so that a split is
     always scored on all of its images. `reduced`: decode JPEGs only as far as the detector
-    needs (edgeld.detect_file)."""
+    needs (edgeld.detect_file). Each film is detected at its dataset's pixel spacing, as a
+    device states it, so that refiners see films of another spacing at their training scale."""
     points, sizes, found = [], [], []
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch",
                       disable=not progress, leave=False):
-        films = [read_film(detector, s.path, reduced) for s in samples[start:start + batch_size]]
+        batch = samples[start:start + batch_size]
+        films = [read_film(detector, s.path, reduced) for s in batch]
         sizes += [f.original_hw for f in films]
-        for d in detect_films(detector, films):
+        for d in detect_films(detector, films, [s.spacing_mm for s in batch]):
             points.append(d.landmarks_px)
             found.append(d)
     return np.stack(points), np.array(sizes), found

@@ -47,7 +47,7 @@ def fit_on_validation(ref: ModelRef, refiner: ModelRef | None, data_dir: str,
     detector.record_evidence = True
     evidence, points = [], []
     for s in samples:
-        detection = detector.detect(load_grayscale(s.path))
+        detection = detector.detect(load_grayscale(s.path), s.spacing_mm)  # as evaluate does
         if detection.evidence is None:
             raise UserError(f"{s.image_id} was judged unusable ({detection.quality.reason}); "
                             "validation films must all be measurable")

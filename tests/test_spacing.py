@@ -10,7 +10,8 @@ from edgeld.core.contract import HeatmapSpec, InputSpec, ModelIO
 from edgeld.core.errors import UserError
 from edgeld.load import open_detector
 from edgeld.model_ref import resolve_model
-from edgeld.runtime.spacing import from_resampled, resample, resampling_scale, to_resampled
+from edgeld.runtime.spacing import (estimate_spacing, from_resampled, landmark_size, resample,
+                                   resampling_scale, training_landmark_size, to_resampled)
 
 
 def _io(**entries) -> ModelIO:
@@ -43,6 +44,25 @@ def test_resampling_scale_by_case():
             resampling_scale(typo, 1, (0.1, 0.1), 2)
 
 
+def test_spacing_estimate_by_case():
+    square = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]])
+    assert landmark_size(square) == pytest.approx(50 * np.sqrt(2))
+    size = (landmark_size(square) * 0.1, 0.05)  # training films: this set at 0.1 mm, 5% spread
+    trained = (0.1, 0.1)
+    assert estimate_spacing(square, 1, None, trained) is None  # a refiner without the record
+    assert estimate_spacing(square, 1, size, None) is None
+    assert estimate_spacing(square * 1.15, 1, size, trained) is None  # skulls differ: as given
+    assert estimate_spacing(square / 2, 1, size, trained) == pytest.approx(0.2)
+    assert estimate_spacing(square / 4, 2, size, trained) == pytest.approx(0.2)  # a 1/2 decode
+    assert estimate_spacing(square * 2, 1, size, trained) == pytest.approx(0.05)
+    assert estimate_spacing(square / 10, 1, size, trained) is None  # no skull: no guess
+    assert estimate_spacing(np.zeros((4, 2)), 1, size, trained) is None
+    assert training_landmark_size([square]) is None
+    sizes = training_landmark_size([square * 0.1, square * 0.11])
+    assert sizes[0] == pytest.approx(landmark_size(square) * 0.105, abs=1e-3)
+    assert sizes[1] == pytest.approx(0.0476, abs=1e-3)
+
+
 def test_points_survive_resampling_both_ways():
     image = np.zeros((100, 80), np.uint8)
     image[40, 30] = 255
@@ -56,8 +76,17 @@ def test_points_survive_resampling_both_ways():
     assert np.allclose(back, [[30.0, 40.0], [1.5, 7.25]])
 
 
-def test_refiner_records_its_training_films_spacing(refiner):
-    assert resolve_model(refiner["checkpoint"]).io.film_spacing_mm == (0.2, 0.2)
+def test_refiner_records_its_training_films_spacing(refiner, trained_tiny):
+    from edgeld.data import open_dataset
+
+    io = resolve_model(refiner["checkpoint"]).io
+    assert io.film_spacing_mm == (0.2, 0.2)
+    # and how large its training films' landmark sets are in mm (the films it did not validate on)
+    held = set(resolve_model(refiner["checkpoint"]).metadata["training"]["val_images"])
+    dataset = open_dataset(trained_tiny["data"])
+    sets = [s.reference("senior") * 0.2 for s in dataset.split("train") if s.image_id not in held]
+    assert io.landmark_size_mm == training_landmark_size(sets)
+    assert 0 < io.landmark_size_mm[1] < 0.5
 
 
 def test_a_film_at_the_training_spacing_takes_the_usual_path(refiner, trained_tiny):
@@ -88,31 +117,124 @@ def test_a_finer_film_with_its_spacing_is_refined_at_the_training_scale(refiner,
     monkeypatch.setattr(LandmarkDetector, "refine", spy)
     found = cascade.detect(fine, 0.1).landmarks_px
     assert seen == [image.shape]
-    as_given = cascade.detect(fine).landmarks_px
-    assert seen[-1] == fine.shape  # no spacing: taken as it comes, as before
-    assert found.shape == as_given.shape == (len(cascade.names), 2)
+    assert found.shape == (len(cascade.names), 2)
+
+
+def test_a_film_without_spacing_is_refined_at_the_scale_its_anatomy_gives(refiner, trained_tiny,
+                                                                         monkeypatch):
+    """A film at three times the resolution of the refiner's training films, given without a
+    spacing: the first stage's landmarks say how large the anatomy is, and the refiner gets the
+    film resampled near its training scale (not the film as it came)."""
+    from edgeld.runtime.detector import LandmarkDetector
+
+    rng = np.random.default_rng(13)
+    image = synthetic_image(rng, synthetic_points(rng))
+    big = np.asarray(Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3),
+                                                   Image.BILINEAR))
+    cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
+    seen = []
+    original = LandmarkDetector.refine
+
+    def spy(self, film, points, image_factor=1):
+        seen.append(film.shape)
+        return original(self, film, points, image_factor)
+
+    monkeypatch.setattr(LandmarkDetector, "refine", spy)
+    found = cascade.detect(big)
+    assert found.estimated_spacing_mm is not None and found.spacing_mm is None  # no mm from a guess
+    assert found.to_dict("x")["estimated_spacing_mm"] == found.estimated_spacing_mm
+    assert 0.5 < seen[0][0] / image.shape[0] < 1.6  # near the training scale, not 3x
+    assert found.landmarks_px.shape == (len(cascade.names), 2)
+    assert cascade.detect(image).estimated_spacing_mm is None  # a training-like film: as given
 
 
 @needs_real_data
 def test_a_half_resolution_film_with_its_spacing_reads_as_the_full_one():
-    """test1 films at half resolution (0.2 mm pixels): with their spacing the shipped cascade
-    lands within 0.2 mm of its full-resolution points; taken as 0.1 mm films it is lost by more
-    than 0.5 mm on average (the refiner's patches then show the anatomy at half scale)."""
+    """test1 films at half resolution (0.2 mm pixels): with their spacing, and without one (the
+    spacing then comes from the anatomy), the shipped cascade lands within 0.2 mm of its
+    full-resolution points; told they are 0.1 mm films it is lost by more than 0.5 mm on average
+    (the refiner's patches then show the anatomy at half scale)."""
     from edgeld.data import load_grayscale, open_dataset
 
     dataset = open_dataset(REAL_DATA)
     cascade = open_detector("isbi2015-student", refiner="isbi2015-refiner")
-    gaps_with, errors_with, errors_without = [], [], []
+    gaps_with, gaps_estimated, estimates, errors_with, errors_wrong = [], [], [], [], []
     for sample in dataset.split("test1")[:3]:
         film = load_grayscale(sample.path)
         truth = sample.reference("senior")
-        full = cascade.detect(film, 0.1).landmarks_px
+        full = cascade.detect(film, 0.1)
+        assert full.estimated_spacing_mm is None
         half = np.asarray(Image.fromarray(film).resize((film.shape[1] // 2, film.shape[0] // 2),
                                                        Image.BILINEAR, reducing_gap=3.0))
         with_spacing = from_resampled(cascade.detect(half, 0.2).landmarks_px, (0.5, 0.5))
-        without = from_resampled(cascade.detect(half).landmarks_px, (0.5, 0.5))
-        gaps_with.append(np.hypot(*(with_spacing - full).T).mean() * 0.1)
+        without = cascade.detect(half)
+        estimates.append(without.estimated_spacing_mm)
+        estimated = from_resampled(without.landmarks_px, (0.5, 0.5))
+        wrong = from_resampled(cascade.detect(half, 0.1).landmarks_px, (0.5, 0.5))
+        gaps_with.append(np.hypot(*(with_spacing - full.landmarks_px).T).mean() * 0.1)
+        gaps_estimated.append(np.hypot(*(estimated - full.landmarks_px).T).mean() * 0.1)
         errors_with.append(np.hypot(*(with_spacing - truth).T).mean() * 0.1)
-        errors_without.append(np.hypot(*(without - truth).T).mean() * 0.1)
-    assert max(gaps_with) < 0.2
-    assert np.mean(errors_without) > np.mean(errors_with) + 0.5
+        errors_wrong.append(np.hypot(*(wrong - truth).T).mean() * 0.1)
+    assert max(gaps_with) < 0.2 and max(gaps_estimated) < 0.2
+    assert all(0.17 < e < 0.23 for e in estimates), estimates  # skulls differ in size by ~6%
+    assert np.mean(errors_wrong) > np.mean(errors_with) + 0.5
+
+
+def test_evaluate_detects_each_film_at_its_datasets_spacing(refiner, trained_tiny, tmp_path,
+                                                            monkeypatch):
+    """`edgeld evaluate` on a set of another device's spacing (dataset.json: 0.1 mm, films at
+    twice the resolution of the refiner's 0.2 mm training films): each film reaches the refiner
+    resampled to the training scale, as `detect(film, spacing)` does."""
+    import json
+    import shutil
+
+    from edgeld.data import open_dataset
+    from edgeld.evaluate import evaluate
+    from edgeld.runtime.detector import LandmarkDetector
+
+    fine = tmp_path / "fine"
+    shutil.copytree(trained_tiny["data"], fine)
+    meta = json.loads((fine / "dataset.json").read_text())
+    (fine / "dataset.json").write_text(json.dumps({**meta, "pixel_spacing_mm": [0.1, 0.1]}))
+    dataset = open_dataset(fine)
+    shapes = {}
+    for sample in dataset.split("test1"):
+        image = Image.open(sample.path)
+        shapes[sample.image_id] = image.size[::-1]
+        image.resize((image.width * 2, image.height * 2), Image.BILINEAR).save(sample.path)
+    seen = []
+    original = LandmarkDetector.refine
+
+    def spy(self, film, points, image_factor=1):
+        seen.append(film.shape)
+        return original(self, film, points, image_factor)
+
+    monkeypatch.setattr(LandmarkDetector, "refine", spy)
+    cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
+    result = evaluate(cascade, dataset, "test1", progress=False)
+    assert len(result["per_image"]) == len(shapes)
+    assert sorted(seen) == sorted(shapes.values())  # every film, at the refiner's scale
+
+
+def test_predict_says_when_the_anatomy_set_the_scale(refiner, trained_tiny, tmp_path):
+    """`edgeld predict` on a film of another scale without a spacing: the record carries the
+    estimate, positions stay in pixels, and one note line says what was done and what to give."""
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(13)
+    image = synthetic_image(rng, synthetic_points(rng))
+    Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3),
+                                  Image.BILINEAR).save(tmp_path / "big.png")
+    Image.fromarray(image).save(tmp_path / "plain.png")
+    done = subprocess.run([sys.executable, "-m", "edgeld", "predict", str(trained_tiny["checkpoint"]),
+                           "--refiner", str(refiner["checkpoint"]), str(tmp_path / "big.png"),
+                           str(tmp_path / "plain.png"), "--json", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    big, plain = json.loads((tmp_path / "out.json").read_text())
+    assert big["estimated_spacing_mm"] > 0 and big["units"] == "px"
+    assert plain["estimated_spacing_mm"] is None
+    notes = [line for line in done.stderr.splitlines() if "its anatomy measures" in line]
+    assert len(notes) == 1 and "big.png" in notes[0] and "--spacing" in notes[0]

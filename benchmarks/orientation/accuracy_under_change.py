@@ -3,7 +3,9 @@ make them: test1 changed in exposure, contrast, noise, sharpness, resolution, hi
 scored against the senior annotation moved with the pixels.
 
 Usage: python benchmarks/orientation/accuracy_under_change.py DATA_DIR [MODEL] [--refiner R]
-    [--every 1] [--no-spacing] [--json OUT.json]        (--refiner "" : the first stage alone)
+    [--split test1|val] [--every 1] [--no-spacing] [--only "CHANGE,..."] [--json OUT.json]
+(--refiner "" : the first stage alone; --split val: MODEL's own validation films, for choosing a
+recipe without test1)
 Every change is seeded per film (numpy default_rng(film index)), so a rerun reads the same films.
 """
 from __future__ import annotations
@@ -18,9 +20,11 @@ from edgeld.core.files import atomic_write_json
 from edgeld.data import load_grayscale, open_dataset
 from edgeld.load import open_detector
 from edgeld.metrics import radial_errors_mm
+from edgeld.model_ref import resolve_model
 
-# name -> change(image, rng) -> (changed image, point scale, point offset (x, y)): a reference
-# point p of the film lies at p * scale + offset in the changed image
+# name -> change(image, rng) -> (changed image, resize factor, point offset (x, y)): a reference
+# point p of the film lies at (p + 0.5) * factor - 0.5 + offset in the changed image (pixel centres
+# at integers; the exact per-axis factors come from the rounded sizes)
 Change = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, float, tuple[int, int]]]
 
 
@@ -40,6 +44,9 @@ CHANGES: dict[str, Change] = {
     "histogram equalised": lambda im, rng: _same(np.asarray(ImageOps.equalize(Image.fromarray(im)))),
     "half resolution": lambda im, rng: (np.asarray(Image.fromarray(im).resize(
         (im.shape[1] // 2, im.shape[0] // 2), Image.BILINEAR, reducing_gap=3.0)), 0.5, (0, 0)),
+    "three-quarter resolution": lambda im, rng: (np.asarray(Image.fromarray(im).resize(
+        (round(im.shape[1] * 0.75), round(im.shape[0] * 0.75)), Image.BILINEAR, reducing_gap=3.0)),
+        0.75, (0, 0)),
     "10% black border": lambda im, rng: (np.pad(im, ((im.shape[0] // 10,) * 2, (im.shape[1] // 10,) * 2)),
                                          1.0, (im.shape[1] // 10, im.shape[0] // 10)),
 }
@@ -50,7 +57,10 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("model", nargs="?", default="isbi2015-student")
     parser.add_argument("--refiner", action="append", default=None)
-    parser.add_argument("--every", type=int, default=1, help="every Nth test1 film")
+    parser.add_argument("--split", default="test1",
+                        help="a split, or val: the films MODEL held out of train for validation")
+    parser.add_argument("--every", type=int, default=1, help="every Nth film")
+    parser.add_argument("--only", default=None, help="comma-separated change names (default: all)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--no-spacing", action="store_true",
                         help="detect without telling the films' pixel spacing (a JPEG with none)")
@@ -58,23 +68,40 @@ def main() -> None:
     # default: the shipped cascade; `--refiner ""` measures the first stage alone
     refiners = ["isbi2015-refiner"] if args.refiner is None else [r for r in args.refiner if r]
     detector = open_detector(args.model, refiner=refiners)
-    samples = open_dataset(args.data).split("test1")[::args.every]
+    dataset = open_dataset(args.data)
+    if args.split == "val":
+        val_ids = set(resolve_model(args.model).metadata.get("training", {}).get("val_images", []))
+        samples = [s for s in dataset.split("train") if s.image_id in val_ids][::args.every]
+        if not samples:
+            raise SystemExit(f"{args.model} records no validation films in {args.data}")
+    else:
+        samples = dataset.split(args.split)[::args.every]
     rows = {}
-    print(f"{args.model}{''.join(' + ' + r for r in refiners)}, {len(samples)} test1 films, senior")
+    print(f"{args.model}{''.join(' + ' + r for r in refiners)}, {len(samples)} {args.split} films, senior")
     print("| change | MRE | SDR@2mm | > 4 mm | unusable |")
     print("|---|---:|---:|---:|---:|")
-    for name, change in CHANGES.items():
+    names = args.only.split(",") if args.only else list(CHANGES)
+    unknown = [n for n in names if n not in CHANGES]
+    if unknown:
+        raise SystemExit(f"unknown change {unknown[0]!r}; known: {', '.join(CHANGES)}")
+    for name in names:
+        change = CHANGES[name]
         errors, unusable = [], 0
         for i, sample in enumerate(samples):
-            image, scale, (dx, dy) = change(load_grayscale(sample.path), np.random.default_rng(i))
+            film = load_grayscale(sample.path)
+            image, scale, (dx, dy) = change(film, np.random.default_rng(i))
+            # a resized film's exact (x, y) factors, from its rounded size
+            sxy = (np.array([image.shape[1] / film.shape[1], image.shape[0] / film.shape[0]])
+                   if scale != 1.0 else np.ones(2))
             # the changed film's own spacing, as a device would state it (DICOM, --spacing)
-            spacing = None if args.no_spacing else tuple(v / scale for v in sample.spacing_mm)
+            spacing = (None if args.no_spacing else
+                       (sample.spacing_mm[0] / sxy[1], sample.spacing_mm[1] / sxy[0]))
             found = detector.detect(image, spacing)
             if not found.quality.usable:
                 unusable += 1
                 continue
-            # back into the film's own pixels, where the annotation and its spacing are
-            points = (found.landmarks_px - np.array([dx, dy])) / scale
+            # back into the film's own pixels (centres at integers), where the annotation is
+            points = (found.landmarks_px - np.array([dx, dy]) + 0.5) / sxy - 0.5
             errors.append(radial_errors_mm(points[None], sample.reference("senior")[None],
                                            sample.spacing_mm)[0])
         e = np.stack(errors)
@@ -84,7 +111,7 @@ def main() -> None:
               f"{unusable} |")
     if args.json:
         atomic_write_json(args.json, {"model": args.model, "refiners": refiners,
-                                      "split": "test1", "every": args.every, "rows": rows})
+                                      "split": args.split, "every": args.every, "rows": rows})
 
 
 if __name__ == "__main__":

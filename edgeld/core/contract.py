@@ -80,6 +80,10 @@ class ModelIO:
     # scale the refiner learnt; None (older refiners, whole-image models): films are taken as
     # they come. Written only when set, so contracts without it keep their bytes.
     film_spacing_mm: tuple[float, float] | None = None
+    # a refiner's training films' landmark-set size (mean RMS distance to the centroid, mm) and its
+    # relative spread: the runtime estimates the spacing of a film that states none from it
+    # (runtime/spacing.py: estimate_spacing). Written only when set, like film_spacing_mm.
+    landmark_size_mm: tuple[float, float] | None = None
 
     def codec(self) -> "SoftmaxHeatmapCodec":
         """The heatmap codec that encodes this model's targets and decodes its output."""
@@ -121,10 +125,11 @@ class ModelIO:
         for f in fields(self):
             if f.name not in ("input", "heatmap", "landmarks"):
                 flat[f.name] = getattr(self, f.name)
-        if self.film_spacing_mm is None:
-            del flat["film_spacing_mm"]
-        else:
-            flat["film_spacing_mm"] = list(self.film_spacing_mm)
+        for entry in ("film_spacing_mm", "landmark_size_mm"):
+            if getattr(self, entry) is None:
+                del flat[entry]
+            else:
+                flat[entry] = list(getattr(self, entry))
         return flat
 
     @classmethod
@@ -144,11 +149,12 @@ class ModelIO:
         for entry in ("orientation", "quality", "uncertainty"):
             if optional.get(entry) is not None and not isinstance(optional[entry], dict):
                 raise ValueError(f"the model contract's {entry} is not a JSON object")
-        if optional.get("film_spacing_mm") is not None:
-            spacing = optional["film_spacing_mm"]
-            if not (isinstance(spacing, (list, tuple)) and len(spacing) == 2 and
-                    all(isinstance(v, (int, float)) and v > 0 for v in spacing)):
-                raise ValueError("the model contract's film_spacing_mm is not two positive numbers")
-            optional["film_spacing_mm"] = (float(spacing[0]), float(spacing[1]))
+        for entry in ("film_spacing_mm", "landmark_size_mm"):
+            if optional.get(entry) is not None:
+                pair = optional[entry]
+                if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and
+                        all(isinstance(v, (int, float)) and v > 0 for v in pair)):
+                    raise ValueError(f"the model contract's {entry} is not two positive numbers")
+                optional[entry] = (float(pair[0]), float(pair[1]))
         return cls(InputSpec(**parts["input"]), HeatmapSpec(**parts["heatmap"]),
                    tuple(data["landmarks"]), **optional)

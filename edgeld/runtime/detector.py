@@ -16,7 +16,8 @@ from edgeld.runtime.orientation import (Orientation, OrientationCheck, Orientati
                                         thumbnail)
 from edgeld.runtime.quality import Quality, QualitySpec, is_constant
 from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
-from edgeld.runtime.spacing import from_resampled, resample, resampling_scale, to_resampled
+from edgeld.runtime.spacing import (estimate_spacing, from_resampled, resample, resampling_scale,
+                                   to_resampled)
 from edgeld.runtime.uncertainty import UncertaintySpec, far_mass, feature_matrix
 
 
@@ -40,6 +41,10 @@ class Detection:
     uncertain: np.ndarray | None = None
     # (K, F) evidence behind the scores (runtime/uncertainty.py: feature_matrix); not serialized
     evidence: np.ndarray | None = None
+    # a film that came without a spacing and whose anatomy says it is far from the refiner's
+    # training films' (runtime/spacing.py: estimate_spacing): the square pixel spacing in mm the
+    # refiners were run at. An estimate, never used for positions in mm.
+    estimated_spacing_mm: float | None = None
 
     @property
     def landmarks_mm(self) -> np.ndarray | None:
@@ -66,6 +71,7 @@ class Detection:
             ] if self.quality.usable else [],
             "orientation": self.orientation,
             "quality": self.quality.to_dict(),
+            "estimated_spacing_mm": self.estimated_spacing_mm,
         }
 
 
@@ -205,16 +211,20 @@ class LandmarkDetector:
         for i, j in enumerate(chosen):
             view, pts, conf = flat[j], points[j], confidence[j]
             quality = self.quality.after(before[i], conf) if self.quality else before[i]
-            refined = None
+            refined = estimate = None
             if self.refiner is not None and quality.usable:  # no patches around no landmarks
-                refined = self._refine(view, pts, image_factors[i] if image_factors else 1,
-                                       spacings_mm[i])
+                factor = image_factors[i] if image_factors else 1
+                if spacings_mm[i] is None:  # a film without a spacing: ask its anatomy
+                    estimate = estimate_spacing(pts, factor, *self._anatomy_reference())
+                refined = self._refine(view, pts, factor,
+                                       spacings_mm[i] if estimate is None else estimate)
             scores = self._uncertainty(logits[j], log_z[j], view.box, pts, conf, refined)
             if refined is not None:
                 pts, conf = refined
             detections.append(Detection(view.turn.points_to_observed(pts, view.image.shape), conf,
                                         self.names, _spacing_pair(spacings_mm[i]),
-                                        view.turn.describe(), quality, *scores))
+                                        view.turn.describe(), quality, *scores,
+                                        estimated_spacing_mm=estimate))
         return detections
 
     @property
@@ -278,6 +288,16 @@ class LandmarkDetector:
             return [given], before
         upright = check.orientation.to_upright(image)
         return [given, _View(upright, *self.preprocess(upright), check.orientation)], before
+
+    def _anatomy_reference(self) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+        """(landmark_size_mm, film_spacing_mm) of the first refiner in the chain that records
+        both (runtime/spacing.py: estimate_spacing), else Nones."""
+        stage = self.refiner
+        while stage is not None:
+            if stage.io.landmark_size_mm is not None and stage.io.film_spacing_mm is not None:
+                return stage.io.landmark_size_mm, stage.io.film_spacing_mm
+            stage = stage.refiner
+        return None, None
 
     def _refine(self, view: "_View", points: np.ndarray, image_factor: int,
                 spacing: float | Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:

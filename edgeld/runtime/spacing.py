@@ -6,6 +6,13 @@ a refiner trained on 0.1 mm films gives patches with the anatomy at half the sca
 (on test1 reduced to half resolution the cascade read 2.53 mm, against 1.48 with this module).
 When the film's spacing is known (DICOM, `--spacing`), the runtime resamples it so that one pixel
 is one patch pixel of the finest refiner, and cuts the patches there.
+
+A film that comes without one (a PNG or JPEG export) is measured against the anatomy instead: the
+refiner's contract records how large its training films' landmark sets are in mm
+(`landmark_size_mm`: mean and relative spread of their RMS distance to their centroid; ISBI:
+44.4 mm, 6.4%), and the first stage's landmarks give the film's size in pixels. Only an estimate
+further from the training spacing than skulls differ in size (ESTIMATE_SIGMAS spreads) is acted on,
+so films at the training spacing keep the usual path.
 """
 from __future__ import annotations
 
@@ -23,6 +30,48 @@ SPACING_TOLERANCE = 0.02
 # Spacings further than this factor from the training films' are refused rather than resampled: a
 # typo in --spacing would otherwise ask for a film tens of times its size.
 MAX_SPACING_RATIO = 4.0
+# An anatomy-based spacing estimate is used only beyond this many relative spreads of the training
+# films' landmark size from the training spacing (ISBI: 4 x 6.4% = 26%; test1's films lie within
+# 17%, so none of them is resampled on an estimate).
+ESTIMATE_SIGMAS = 4.0
+MIN_ESTIMATE_TOLERANCE = 0.1  # however alike the training skulls were
+
+
+def landmark_size(points: np.ndarray) -> float:
+    """RMS distance of (K, 2) points to their centroid, in their units: a landmark set's size."""
+    points = np.asarray(points, dtype=np.float64)
+    return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def training_landmark_size(sets_mm: Sequence[np.ndarray]) -> tuple[float, float] | None:
+    """(mean size in mm, relative spread) of training films' landmark sets (each (K, 2) in mm), as
+    a refiner's contract records it; None for fewer than two films."""
+    if len(sets_mm) < 2:
+        return None
+    sizes = np.array([landmark_size(p) for p in sets_mm])
+    return round(float(sizes.mean()), 4), max(round(float(sizes.std() / sizes.mean()), 4), 1e-4)
+
+
+def estimate_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[float] | None,
+                     film_spacing_mm: Sequence[float] | None) -> float | None:
+    """A film's (square) pixel spacing in mm from its first-stage landmarks (`points` in the
+    pixels of the image given, that film reduced by `image_factor`), or None when the refiner
+    records no landmark size or spacing, or when the estimate is within ESTIMATE_SIGMAS spreads
+    of the training spacing (then the film is taken as a training film) or beyond
+    MAX_SPACING_RATIO of it (then the first stage has likely not found a skull: no guess)."""
+    if size_mm is None or film_spacing_mm is None:
+        return None
+    size_px = landmark_size(points) * image_factor
+    if size_px <= 0:
+        return None
+    estimate = float(size_mm[0]) / size_px
+    trained = float(np.sqrt(film_spacing_mm[0] * film_spacing_mm[1]))
+    ratio = estimate / trained
+    if abs(ratio - 1) <= max(ESTIMATE_SIGMAS * float(size_mm[1]), MIN_ESTIMATE_TOLERANCE):
+        return None
+    if not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
+        return None
+    return round(estimate, 4)
 
 
 def resampling_scale(spacing_mm: Sequence[float] | None, image_factor: int,

@@ -22,10 +22,12 @@ from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, open_dataset
 from edgeld.data.images import load_grayscale
 from edgeld.metrics import radial_errors_mm, sdr_percent
+from edgeld.model_ref import ModelArg, resolve_model
 from edgeld.models.landmarknet import LandmarkNet
 from edgeld.models.runner import TorchRunner
 from edgeld.runtime import LandmarkDetector
 from edgeld.runtime.patches import PatchSpec, reduce_image
+from edgeld.runtime.spacing import training_landmark_size
 from edgeld.torchside.patch_dataset import PatchDataset
 from edgeld.train.loop import RoleSetup, RunContext, run_training_loop, split_train_val, start_run
 from edgeld.train.run_folder import check_run_folder
@@ -128,6 +130,27 @@ def common_spacing(samples: list[Sample]) -> tuple[float, float] | None:
     return next(iter(spacings))
 
 
+def landmark_sizes(samples: list[Sample], fit_idx: list[int], spacing: tuple[float, float] | None,
+                   reference: str) -> tuple[float, float] | None:
+    """The training films' landmark-set size in mm and its relative spread, recorded so that the
+    runtime can estimate the spacing of a film that states none; None without a common spacing."""
+    if spacing is None:
+        return None
+    xy_mm = np.array([spacing[1], spacing[0]])
+    return training_landmark_size([samples[i].reference(reference) * xy_mm for i in fit_idx])
+
+
+def recorded_landmark_size(model: ModelArg, data_dir: str) -> tuple[float, float] | None:
+    """What refiner training now records as `landmark_size_mm`, for a refiner MODEL trained before
+    it did: from the training films it trained on (data_dir's train split less the validation
+    films its checkpoint names)."""
+    held = set(resolve_model(model).metadata.get("training", {}).get("val_images", []))
+    dataset = open_dataset(data_dir)
+    samples = [s for s in dataset.split("train") if s.image_id not in held]
+    return landmark_sizes(samples, list(range(len(samples))), common_spacing(samples),
+                          dataset.default_reference)
+
+
 def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample],
                    split: tuple[list[int], list[int]], first: LandmarkDetector, stage1: str,
                    spec: TrainSpec, patch: PatchSpec, run: RunContext, progress: bool) -> RoleSetup:
@@ -139,9 +162,10 @@ def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
                                                     disable=not progress, leave=False)]
     reduced = [reduce_image(img, patch.factor) for img in images]
     truth = [patch.source_to_reduced(s.reference(reference)) for s in samples]
+    spacing = common_spacing(samples)
     io = ModelIO(InputSpec(patch.size, patch.size, mean, std), REFINER_HEATMAP,
                  dataset.landmark_names, patch_size=patch.size, patch_factor=patch.factor,
-                 film_spacing_mm=common_spacing(samples))
+                 film_spacing_mm=spacing, landmark_size_mm=landmark_sizes(samples, fit_idx, spacing, reference))
     codec = io.codec()
     train_set = PatchDataset([reduced[i] for i in fit_idx], [truth[i] for i in fit_idx], patch,
                              codec, mean, std, spec.seed + run.ddp.rank,
