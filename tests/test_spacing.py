@@ -14,6 +14,22 @@ from edgeld.runtime.spacing import (estimate_spacing, from_resampled, landmark_s
                                    resampling_scale, training_landmark_size, to_resampled)
 
 
+@pytest.fixture
+def refined_film_shapes(monkeypatch) -> list[tuple[int, ...]]:
+    """The shape of every film a refiner cuts its patches from, in call order."""
+    from edgeld.runtime.detector import LandmarkDetector
+
+    shapes: list[tuple[int, ...]] = []
+    original = LandmarkDetector.refine
+
+    def spy(self, film, points, image_factor=1):
+        shapes.append(film.shape)
+        return original(self, film, points, image_factor)
+
+    monkeypatch.setattr(LandmarkDetector, "refine", spy)
+    return shapes
+
+
 def _io(**entries) -> ModelIO:
     return ModelIO(InputSpec(64, 64), HeatmapSpec(), ("a", "b"), patch_size=64, patch_factor=2,
                    **entries)
@@ -97,53 +113,33 @@ def test_a_film_at_the_training_spacing_takes_the_usual_path(refiner, trained_ti
 
 
 def test_a_finer_film_with_its_spacing_is_refined_at_the_training_scale(refiner, trained_tiny,
-                                                                       monkeypatch):
+                                                                       refined_film_shapes):
     """A film at twice the resolution (0.1 mm pixels) reaches the refiner resampled to its
     training films' 0.2 mm: the refiner is given the original-size film's pixels."""
-    from edgeld.runtime.detector import LandmarkDetector
-
     rng = np.random.default_rng(12)
     image = synthetic_image(rng, synthetic_points(rng))
     fine = np.asarray(Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2),
                                                     Image.BILINEAR))
     cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
-    seen = []
-    original = LandmarkDetector.refine
-
-    def spy(self, film, points, image_factor=1):
-        seen.append(film.shape)
-        return original(self, film, points, image_factor)
-
-    monkeypatch.setattr(LandmarkDetector, "refine", spy)
     found = cascade.detect(fine, 0.1).landmarks_px
-    assert seen == [image.shape]
+    assert refined_film_shapes == [image.shape]
     assert found.shape == (len(cascade.names), 2)
 
 
 def test_a_film_without_spacing_is_refined_at_the_scale_its_anatomy_gives(refiner, trained_tiny,
-                                                                         monkeypatch):
+                                                                         refined_film_shapes):
     """A film at three times the resolution of the refiner's training films, given without a
     spacing: the first stage's landmarks say how large the anatomy is, and the refiner gets the
     film resampled near its training scale (not the film as it came)."""
-    from edgeld.runtime.detector import LandmarkDetector
-
     rng = np.random.default_rng(13)
     image = synthetic_image(rng, synthetic_points(rng))
     big = np.asarray(Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3),
                                                    Image.BILINEAR))
     cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
-    seen = []
-    original = LandmarkDetector.refine
-
-    def spy(self, film, points, image_factor=1):
-        seen.append(film.shape)
-        return original(self, film, points, image_factor)
-
-    monkeypatch.setattr(LandmarkDetector, "refine", spy)
     found = cascade.detect(big)
     assert found.estimated_spacing_mm is not None and found.spacing_mm is None  # no mm from a guess
     assert found.to_dict("x")["estimated_spacing_mm"] == found.estimated_spacing_mm
-    assert 0.5 < seen[0][0] / image.shape[0] < 1.6  # near the training scale, not 3x
+    assert 0.5 < refined_film_shapes[0][0] / image.shape[0] < 1.6  # near training scale, not 3x
     assert found.landmarks_px.shape == (len(cascade.names), 2)
     assert cascade.detect(image).estimated_spacing_mm is None  # a training-like film: as given
 
@@ -181,7 +177,7 @@ def test_a_half_resolution_film_with_its_spacing_reads_as_the_full_one():
 
 
 def test_evaluate_detects_each_film_at_its_datasets_spacing(refiner, trained_tiny, tmp_path,
-                                                            monkeypatch):
+                                                            refined_film_shapes):
     """`edgeld evaluate` on a set of another device's spacing (dataset.json: 0.1 mm, films at
     twice the resolution of the refiner's 0.2 mm training films): each film reaches the refiner
     resampled to the training scale, as `detect(film, spacing)` does."""
@@ -190,7 +186,6 @@ def test_evaluate_detects_each_film_at_its_datasets_spacing(refiner, trained_tin
 
     from edgeld.data import open_dataset
     from edgeld.evaluate import evaluate
-    from edgeld.runtime.detector import LandmarkDetector
 
     fine = tmp_path / "fine"
     shutil.copytree(trained_tiny["data"], fine)
@@ -202,18 +197,10 @@ def test_evaluate_detects_each_film_at_its_datasets_spacing(refiner, trained_tin
         image = Image.open(sample.path)
         shapes[sample.image_id] = image.size[::-1]
         image.resize((image.width * 2, image.height * 2), Image.BILINEAR).save(sample.path)
-    seen = []
-    original = LandmarkDetector.refine
-
-    def spy(self, film, points, image_factor=1):
-        seen.append(film.shape)
-        return original(self, film, points, image_factor)
-
-    monkeypatch.setattr(LandmarkDetector, "refine", spy)
     cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
     result = evaluate(cascade, dataset, "test1", progress=False)
     assert len(result["per_image"]) == len(shapes)
-    assert sorted(seen) == sorted(shapes.values())  # every film, at the refiner's scale
+    assert sorted(refined_film_shapes) == sorted(shapes.values())  # all at the training scale
 
 
 def test_predict_says_when_the_anatomy_set_the_scale(refiner, trained_tiny, tmp_path):

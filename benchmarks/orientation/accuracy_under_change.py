@@ -11,6 +11,7 @@ Every change is seeded per film (numpy default_rng(film index)), so a rerun read
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -26,6 +27,32 @@ from edgeld.model_ref import resolve_model
 # point p of the film lies at (p + 0.5) * factor - 0.5 + offset in the changed image (pixel centres
 # at integers; the exact per-axis factors come from the rounded sizes)
 Change = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, float, tuple[int, int]]]
+
+
+@dataclass(frozen=True)
+class ChangedFilm:
+    """A film after one of CHANGES, with what maps it back: exact (x, y) resize factors (from the
+    rounded size) and the offset (x, y) of its border."""
+
+    image: np.ndarray
+    factors: np.ndarray
+    offset: np.ndarray
+
+    def spacing(self, spacing_mm: tuple[float, float]) -> tuple[float, float]:
+        """The changed film's own (row, column) spacing, as a device would state it."""
+        return spacing_mm[0] / self.factors[1], spacing_mm[1] / self.factors[0]
+
+    def to_film(self, points: np.ndarray) -> np.ndarray:
+        """(K, 2) points of the changed film back into the film's pixels (centres at integers)."""
+        return (points - self.offset + 0.5) / self.factors - 0.5
+
+
+def change_film(name: str, film: np.ndarray, rng: np.random.Generator) -> ChangedFilm:
+    """`film` changed by CHANGES[name]."""
+    image, scale, offset = CHANGES[name](film, rng)
+    factors = (np.array([image.shape[1] / film.shape[1], image.shape[0] / film.shape[0]])
+               if scale != 1.0 else np.ones(2))
+    return ChangedFilm(image, factors, np.array(offset, dtype=np.float64))
 
 
 def _same(image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -78,37 +105,30 @@ def main() -> None:
         samples = dataset.split(args.split)[::args.every]
     rows = {}
     print(f"{args.model}{''.join(' + ' + r for r in refiners)}, {len(samples)} {args.split} films, senior")
-    print("| change | MRE | SDR@2mm | > 4 mm | unusable |")
-    print("|---|---:|---:|---:|---:|")
+    print("| change | MRE | SDR@2mm | > 4 mm | unusable | spacing estimated |")
+    print("|---|---:|---:|---:|---:|---:|")
     names = args.only.split(",") if args.only else list(CHANGES)
     unknown = [n for n in names if n not in CHANGES]
     if unknown:
         raise SystemExit(f"unknown change {unknown[0]!r}; known: {', '.join(CHANGES)}")
     for name in names:
-        change = CHANGES[name]
-        errors, unusable = [], 0
+        errors, unusable, estimated = [], 0, 0
         for i, sample in enumerate(samples):
-            film = load_grayscale(sample.path)
-            image, scale, (dx, dy) = change(film, np.random.default_rng(i))
-            # a resized film's exact (x, y) factors, from its rounded size
-            sxy = (np.array([image.shape[1] / film.shape[1], image.shape[0] / film.shape[0]])
-                   if scale != 1.0 else np.ones(2))
-            # the changed film's own spacing, as a device would state it (DICOM, --spacing)
-            spacing = (None if args.no_spacing else
-                       (sample.spacing_mm[0] / sxy[1], sample.spacing_mm[1] / sxy[0]))
-            found = detector.detect(image, spacing)
+            changed = change_film(name, load_grayscale(sample.path), np.random.default_rng(i))
+            found = detector.detect(changed.image,
+                                    None if args.no_spacing else changed.spacing(sample.spacing_mm))
             if not found.quality.usable:
                 unusable += 1
                 continue
-            # back into the film's own pixels (centres at integers), where the annotation is
-            points = (found.landmarks_px - np.array([dx, dy]) + 0.5) / sxy - 0.5
-            errors.append(radial_errors_mm(points[None], sample.reference("senior")[None],
-                                           sample.spacing_mm)[0])
+            estimated += found.estimated_spacing_mm is not None  # refined at the anatomy's scale
+            errors.append(radial_errors_mm(changed.to_film(found.landmarks_px)[None],
+                                           sample.reference("senior")[None], sample.spacing_mm)[0])
         e = np.stack(errors)
         rows[name] = {"mre_mm": float(e.mean()), "sdr_2mm": float((e <= 2).mean()),
-                      "far_off": float((e > 4).mean()), "unusable": unusable, "films": len(samples)}
+                      "far_off": float((e > 4).mean()), "unusable": unusable,
+                      "spacing_estimated": estimated, "films": len(samples)}
         print(f"| {name} | {e.mean():.3f} mm | {(e <= 2).mean():.1%} | {(e > 4).mean():.1%} | "
-              f"{unusable} |")
+              f"{unusable} | {estimated} |")
     if args.json:
         atomic_write_json(args.json, {"model": args.model, "refiners": refiners,
                                       "split": args.split, "every": args.every, "rows": rows})

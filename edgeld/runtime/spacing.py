@@ -31,8 +31,8 @@ SPACING_TOLERANCE = 0.02
 # typo in --spacing would otherwise ask for a film tens of times its size.
 MAX_SPACING_RATIO = 4.0
 # An anatomy-based spacing estimate is used only beyond this many relative spreads of the training
-# films' landmark size from the training spacing (ISBI: 4 x 6.4% = 26%; test1's films lie within
-# 17%, so none of them is resampled on an estimate).
+# films' landmark size from the training spacing (ISBI: 4 x 6.4% = 26%; none of test1's films as
+# given is resampled on an estimate: benchmarks/orientation/accuracy-under-change-no-spacing.json).
 ESTIMATE_SIGMAS = 4.0
 MIN_ESTIMATE_TOLERANCE = 0.1  # however alike the training skulls were
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeld.data import load_grayscale, open_dataset
 from edgeld.load import open_detector
+from edgeld.metrics import radial_errors_mm
 from edgeld.model_ref import resolve_model
 
 SPACING_MM = 0.1
@@ -72,8 +73,13 @@ class ShapePrior:
 
 
 def errors_mm(points: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """Radial errors in mm of (N, K, 2) points (ISBI films: 0.1 mm pixels, checked below)."""
-    return np.hypot(*(points - refs).transpose(2, 0, 1)) * SPACING_MM
+    """Radial errors in mm of (N, K, 2) points on films of SPACING_MM pixels (checked in main)."""
+    return radial_errors_mm(points, refs, (SPACING_MM, SPACING_MM))
+
+
+def auc_lower(far: np.ndarray, near: np.ndarray) -> float:
+    """How often a far-off point's score is below a near one's (0.5: no separation)."""
+    return float((far[:, None] < near[None, :]).mean())
 
 
 def main() -> None:
@@ -91,13 +97,20 @@ def main() -> None:
             "test1": dataset.split("test1")}
     student = open_detector(args.student, threads=2)
     refiner = open_detector(args.refiner, threads=2)
-    found = {name: np.array([student.detect(load_grayscale(s.path), s.spacing_mm).landmarks_px
-                             for s in samples]) for name, samples in sets.items()}
+    detections = {name: [student.detect(load_grayscale(s.path), s.spacing_mm) for s in samples]
+                  for name, samples in sets.items()}
+    found = {name: np.array([d.landmarks_px for d in ds]) for name, ds in detections.items()}
     refs = {name: np.array([s.reference("senior") for s in samples]) for name, samples in sets.items()}
+    for name, ds in detections.items():  # could the first stage's confidence single out misses?
+        confidence = np.array([d.confidence for d in ds])
+        far = errors_mm(found[name], refs[name]) > 4
+        print(f"{name}: first-stage confidence lower on points > 4 mm off than on the others, "
+              f"AUC {auc_lower(confidence[far], confidence[~far]):.2f}")
     sigma = np.sqrt(((found["val"] - refs["val"]) ** 2).mean(axis=(0, 2)))  # px, per landmark
     shapes = np.array([s.reference("senior") for s in train])
-    print(f"first stage alone: val {errors_mm(found['val'], refs['val']).mean():.4f} mm, "
-          f"test1 {errors_mm(found['test1'], refs['test1']).mean():.4f} mm")
+    alone = {name: errors_mm(found[name], refs[name]) for name in sets}
+    print("first stage alone: " + ", ".join(f"{name} {e.mean():.4f} mm, > 4 mm {(e > 4).mean():.1%}"
+                                            for name, e in alone.items()))
     print("| ridge (px^2) | f | val MRE | val > 4 mm | test1 MRE | test1 > 4 mm |")
     print("|---:|---:|---:|---:|---:|---:|")
     best = None
