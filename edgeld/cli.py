@@ -429,6 +429,12 @@ def predict(model, images, spacing, json_path, overlay_dir, refiner, keep_going,
             click.echo(f"note: {path}: no pixel spacing, and its anatomy measures about "
                        f"{det.estimated_spacing_mm:.3g} mm pixels, far from the refiner's training "
                        "films: patches were cut at that scale (state it with --spacing MM)", err=True)
+        if det.anatomy_spacing_mm is not None:
+            row, col = det.spacing_mm
+            fix = "check --spacing" if source == "--spacing" else f"check the file's {source} or give --spacing MM"
+            click.echo(f"warning: {path}: its pixel spacing {row:g}x{col:g} mm ({source}) contradicts "
+                       f"its anatomy, which measures about {det.anatomy_spacing_mm:.3g} mm pixels; "
+                       f"its mm positions use the stated spacing: {fix}", err=True)
     n_px_only = sum(used is None for _, _, det, used, _ in results if det.quality.usable)
     if n_px_only:
         which = "" if n_px_only == len(results) else f" for {n_px_only} of {len(results)} images"

@@ -84,6 +84,39 @@ def test_patch_set_regenerates_identically_without_its_first_stage(patch_set, tm
     assert np.array_equal(before, after)
 
 
+def test_a_patch_set_of_another_spacing_is_cut_at_the_training_scale(patch_set, refiner_onnx,
+                                                                    trained_tiny, tmp_path):
+    """The same films at twice the resolution, their dataset saying so: the refiner's patches
+    are cut at its training scale, as the runtime cuts them (close to the original set's, far
+    closer than patches cut from the finer films as they come), and regenerate the same."""
+    from PIL import Image
+
+    fine = tmp_path / "fine"
+    shutil.copytree(trained_tiny["data"], fine)
+    meta = json.loads((fine / "dataset.json").read_text())
+    spacing = meta.get("pixel_spacing_mm", [0.1, 0.1])
+    (fine / "dataset.json").write_text(json.dumps({**meta, "pixel_spacing_mm": [v / 2 for v in spacing]}))
+    for sample in open_dataset(fine).split("train"):
+        image = Image.open(sample.path)
+        image.resize((image.width * 2, image.height * 2), Image.BILINEAR).save(sample.path)
+    io = Manifest.read(refiner_onnx).io
+    assert io.film_spacing_mm == tuple(spacing)
+    out = tmp_path / "fine-first4"
+    built = build_calibration(fine, "train", 4, out, io, "first", progress=False,
+                              stage1=str(patch_set["stage1"])).tensors
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["preprocess"]["patch"]["film_spacing_mm"] == spacing
+    original = load_calibration(patch_set["folder"]).tensors
+    samples = {s.image_id: s for s in open_dataset(fine).split("train")}
+    as_they_come = np.concatenate([  # what the set held before: the finer films' own pixels
+        crop_patches(reduce_image(load_grayscale(samples[e["id"]].path), 1),
+                     np.array(e["stage1_points_px"]), PatchSpec(32, 1), io.mean, io.std)
+        for e in manifest["images"]])
+    assert np.abs(built - original).mean() < 0.5 * np.abs(as_they_come - original).mean()
+    (out / "tensors.npy").unlink()
+    assert np.array_equal(load_calibration(out).tensors, built)
+
+
 def test_stage1_is_refused_where_it_cannot_work(refiner_onnx, trained_tiny, tmp_path):
     student_io = Manifest.read(trained_tiny["onnx"]).io
     refiner_io = Manifest.read(refiner_onnx).io

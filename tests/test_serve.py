@@ -324,6 +324,25 @@ def _elements(ds: Dataset):
             yield element
 
 
+def test_a_dicom_whose_pixel_spacing_contradicts_its_anatomy_is_flagged(film, tmp_path):
+    """A film whose PixelSpacing says 0.25 mm (it is a 0.1 mm film): predict warns, and the JSON
+    record and the SR both carry the spacing the anatomy implies; mm still follow the header."""
+    path = tmp_path / "151-wrong-spacing.dcm"
+    make_dx(film, path, PixelSpacing=[0.25, 0.25])
+    out, sr_dir = tmp_path / "pred.json", tmp_path / "sr"
+    done = subprocess.run([sys.executable, "-m", "edgeld", "predict", *MODEL, str(path),
+                           "--json", str(out), "--sr", str(sr_dir)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [record] = json.loads(out.read_text())
+    assert 0.08 < record["anatomy_spacing_mm"] < 0.12 and record["spacing_mm"] == [0.25, 0.25]
+    warnings = [line for line in done.stderr.splitlines() if "contradicts its anatomy" in line]
+    assert len(warnings) == 1 and "PixelSpacing" in warnings[0], done.stderr
+    said = read_sr_points(dcmread(next(sr_dir.glob("*.sr.dcm"))))
+    assert said["anatomy_spacing_mm"] == pytest.approx(record["anatomy_spacing_mm"])
+    assert "unusable" not in said and len(said) == len(record["landmarks"]) + 1
+
+
 def test_dicom_refuses_bad_input_and_keeps_serving(node, film):
     port, out = node["port"], node["out"]
     before = set(out.iterdir())

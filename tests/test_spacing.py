@@ -10,8 +10,9 @@ from edgeld.core.contract import HeatmapSpec, InputSpec, ModelIO
 from edgeld.core.errors import UserError
 from edgeld.load import open_detector
 from edgeld.model_ref import resolve_model
-from edgeld.runtime.spacing import (estimate_spacing, from_resampled, landmark_size, resample,
-                                   resampling_scale, training_landmark_size, to_resampled)
+from edgeld.runtime.spacing import (contradicted_spacing, estimate_spacing, from_resampled,
+                                   landmark_size, resample, resampling_scale,
+                                   training_landmark_size, to_resampled)
 
 
 @pytest.fixture
@@ -79,6 +80,20 @@ def test_spacing_estimate_by_case():
     assert sizes[1] == pytest.approx(0.0476, abs=1e-3)
 
 
+def test_a_stated_spacing_is_checked_against_the_anatomy():
+    square = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]])
+    size = (landmark_size(square) * 0.1, 0.05)  # training skulls: this set at 0.1 mm, 5% spread
+    assert contradicted_spacing(square, 1, size, (0.1, 0.1)) is None  # agrees
+    assert contradicted_spacing(square, 1, size, (0.115, 0.115)) is None  # a larger skull, or magnified
+    assert contradicted_spacing(square, 1, size, (0.25, 0.25)) == pytest.approx(0.1)  # a slip
+    assert contradicted_spacing(square, 1, size, (0.05, 0.05)) == pytest.approx(0.1)
+    assert contradicted_spacing(square / 2, 2, size, (0.2, 0.2)) == pytest.approx(0.1)  # a 1/2 decode
+    assert contradicted_spacing(square / 2, 1, size, (0.2, 0.2)) is None  # a true 0.2 mm film
+    assert contradicted_spacing(square, 1, size, (1.0, 1.0)) is None  # no skull found: no verdict
+    assert contradicted_spacing(square, 1, None, (0.25, 0.25)) is None  # a refiner without the record
+    assert contradicted_spacing(square, 1, size, None) is None  # nothing stated: estimate_spacing's case
+
+
 def test_points_survive_resampling_both_ways():
     image = np.zeros((100, 80), np.uint8)
     image[40, 30] = 255
@@ -144,6 +159,20 @@ def test_a_film_without_spacing_is_refined_at_the_scale_its_anatomy_gives(refine
     assert cascade.detect(image).estimated_spacing_mm is None  # a training-like film: as given
 
 
+def test_a_film_whose_stated_spacing_contradicts_its_anatomy_is_flagged(refiner, trained_tiny):
+    """A training-like film stated at 2.5 times its real spacing: the record says what the
+    anatomy implies and keeps the stated spacing for positions in mm; the true spacing passes."""
+    rng = np.random.default_rng(14)
+    image = synthetic_image(rng, synthetic_points(rng))
+    cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
+    right, wrong = cascade.detect(image, 0.2), cascade.detect(image, 0.5)
+    assert right.anatomy_spacing_mm is None and right.to_dict("x")["anatomy_spacing_mm"] is None
+    assert 0.13 < wrong.anatomy_spacing_mm < 0.3  # near the 0.2 mm the film really has
+    assert wrong.spacing_mm == (0.5, 0.5)  # the device's word still sets the mm
+    assert wrong.to_dict("x")["anatomy_spacing_mm"] == wrong.anatomy_spacing_mm
+    assert cascade.detect(image).anatomy_spacing_mm is None  # no spacing: nothing to contradict
+
+
 @needs_real_data
 def test_a_half_resolution_film_with_its_spacing_reads_as_the_full_one():
     """test1 films at half resolution (0.2 mm pixels): with their spacing, and without one (the
@@ -166,7 +195,10 @@ def test_a_half_resolution_film_with_its_spacing_reads_as_the_full_one():
         without = cascade.detect(half)
         estimates.append(without.estimated_spacing_mm)
         estimated = from_resampled(without.landmarks_px, (0.5, 0.5))
-        wrong = from_resampled(cascade.detect(half, 0.1).landmarks_px, (0.5, 0.5))
+        told_full = cascade.detect(half, 0.1)
+        assert 0.17 < told_full.anatomy_spacing_mm < 0.23  # and the record says so
+        assert full.anatomy_spacing_mm is None
+        wrong = from_resampled(told_full.landmarks_px, (0.5, 0.5))
         gaps_with.append(np.hypot(*(with_spacing - full.landmarks_px).T).mean() * 0.1)
         gaps_estimated.append(np.hypot(*(estimated - full.landmarks_px).T).mean() * 0.1)
         errors_with.append(np.hypot(*(with_spacing - truth).T).mean() * 0.1)
@@ -181,26 +213,51 @@ def test_evaluate_detects_each_film_at_its_datasets_spacing(refiner, trained_tin
     """`edgeld evaluate` on a set of another device's spacing (dataset.json: 0.1 mm, films at
     twice the resolution of the refiner's 0.2 mm training films): each film reaches the refiner
     resampled to the training scale, as `detect(film, spacing)` does."""
+    from edgeld.data import open_dataset
+    from edgeld.evaluate import evaluate
+
+    fine, shapes = _finer_copy(trained_tiny["data"], tmp_path)
+    cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
+    result = evaluate(cascade, open_dataset(fine), "test1", progress=False)
+    assert len(result["per_image"]) == len(shapes)
+    assert sorted(refined_film_shapes) == sorted(shapes.values())  # all at the training scale
+
+
+def test_the_int8_gate_runs_each_film_at_its_datasets_spacing(refiner, trained_tiny, tmp_path,
+                                                             refined_film_shapes):
+    """An INT8 refiner's accuracy gate on a set of another spacing: the cascade it runs hands
+    each film to the refiner at the training scale, as `edgeld evaluate` does."""
+    from edgeld.export.gate import Gate
+    from edgeld.export.onnx import export_onnx
+
+    fine, shapes = _finer_copy(trained_tiny["data"], tmp_path)
+    onnx = tmp_path / "refiner.onnx"
+    export_onnx(refiner["checkpoint"], onnx)
+    stage1 = open_detector(str(trained_tiny["checkpoint"]))
+    gate = Gate.load(resolve_model(str(onnx)).io, fine, "test1", {}, stage1=stage1)
+    assert gate.evaluate(onnx)["mre_mm"] > 0
+    assert sorted(refined_film_shapes) == sorted(shapes.values())
+
+
+def _finer_copy(data, tmp_path) -> tuple:
+    """A copy of the synthetic set whose test1 films are at twice the resolution, its
+    dataset.json saying 0.1 mm (the refiner trained on 0.2 mm films); and each film's original
+    (h, w) by id."""
     import json
     import shutil
 
     from edgeld.data import open_dataset
-    from edgeld.evaluate import evaluate
 
     fine = tmp_path / "fine"
-    shutil.copytree(trained_tiny["data"], fine)
+    shutil.copytree(data, fine)
     meta = json.loads((fine / "dataset.json").read_text())
     (fine / "dataset.json").write_text(json.dumps({**meta, "pixel_spacing_mm": [0.1, 0.1]}))
-    dataset = open_dataset(fine)
     shapes = {}
-    for sample in dataset.split("test1"):
+    for sample in open_dataset(fine).split("test1"):
         image = Image.open(sample.path)
         shapes[sample.image_id] = image.size[::-1]
         image.resize((image.width * 2, image.height * 2), Image.BILINEAR).save(sample.path)
-    cascade = open_detector(str(trained_tiny["checkpoint"]), refiner=refiner["checkpoint"])
-    result = evaluate(cascade, dataset, "test1", progress=False)
-    assert len(result["per_image"]) == len(shapes)
-    assert sorted(refined_film_shapes) == sorted(shapes.values())  # all at the training scale
+    return fine, shapes
 
 
 def test_predict_says_when_the_anatomy_set_the_scale(refiner, trained_tiny, tmp_path):

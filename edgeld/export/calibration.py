@@ -31,6 +31,7 @@ from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
 from edgeld.options import SELECTION_METHODS
 from edgeld.runtime.patches import PatchSpec, patches_around
+from edgeld.runtime.spacing import resampling_scale, to_refiner_scale
 
 if TYPE_CHECKING:
     from edgeld.model_ref import ModelArg
@@ -154,7 +155,11 @@ def build_calibration(data_dir: str | Path, split: str, count: int, out_dir: str
         spec = PatchSpec(io.patch_size, io.patch_factor)
         preprocess_record["patch"] = {"size": spec.size, "factor": spec.factor,
                                       "sampling": PATCH_SAMPLING}
-        tensors = _cut_all(chosen, points, spec, io.input)
+        if any(resampling_scale(s.spacing_mm, 1, io.film_spacing_mm, spec.factor) for s in chosen):
+            # films of another spacing are cut at the refiner's training scale, as the runtime
+            # cuts them; the manifest keeps that scale so the tensors regenerate the same
+            preprocess_record["patch"]["film_spacing_mm"] = list(io.film_spacing_mm)
+        tensors = _cut_all(chosen, points, spec, io.input, io.film_spacing_mm)
         extra["stage1"] = {"name": stage1_ref.name, "kind": stage1_ref.kind,
                            "sha256": sha256_file(stage1_ref.path)}
     manifest = {
@@ -210,10 +215,16 @@ def _stage1_points(ref, samples: list[Sample], progress: bool) -> list[np.ndarra
 
 
 def _cut_all(samples: list[Sample], points: list[np.ndarray], spec: PatchSpec,
-             io_input: InputSpec) -> np.ndarray:
-    return np.concatenate([patches_around(load_grayscale(s.path), p, spec, io_input.mean,
-                                          io_input.std)[0]
-                           for s, p in zip(samples, points)]).astype(np.float32)
+             io_input: InputSpec, film_spacing_mm: tuple[float, float] | None) -> np.ndarray:
+    """Every sample's patches around its points, each film first brought to the refiner's
+    training scale (`film_spacing_mm`) when its dataset states another spacing."""
+    cut = []
+    for s, p in zip(samples, points):
+        image, at, factor, _ = to_refiner_scale(load_grayscale(s.path), p, s.spacing_mm, 1,
+                                                film_spacing_mm, spec.factor)
+        cut.append(patches_around(image, at, PatchSpec(spec.size, spec.factor // factor),
+                                  io_input.mean, io_input.std)[0])
+    return np.concatenate(cut).astype(np.float32)
 
 
 def _preprocess_all(samples: list[Sample], spec: InputSpec, progress: bool) -> np.ndarray:
@@ -273,6 +284,8 @@ def regenerate(folder: Path, manifest: dict[str, Any], data_dir: str | Path | No
         tensors = _preprocess_all(samples, preprocess_spec(manifest), progress)
     else:  # the recorded first-stage landmarks: no first stage needed, the same patches
         points = [np.asarray(e["stage1_points_px"], dtype=np.float64) for e in manifest["images"]]
-        tensors = _cut_all(samples, points, spec, preprocess_spec(manifest))
+        recorded = manifest["preprocess"]["patch"].get("film_spacing_mm")
+        tensors = _cut_all(samples, points, spec, preprocess_spec(manifest),
+                           tuple(recorded) if recorded else None)
     _write_tensors(folder, tensors, manifest)
     return CalibrationSet(manifest, tensors)

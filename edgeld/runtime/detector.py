@@ -16,8 +16,8 @@ from edgeld.runtime.orientation import (Orientation, OrientationCheck, Orientati
                                         thumbnail)
 from edgeld.runtime.quality import Quality, QualitySpec, is_constant
 from edgeld.runtime.runners import OnnxRuntimeRunner, Runner
-from edgeld.runtime.spacing import (estimate_spacing, from_resampled, resample, resampling_scale,
-                                   to_resampled)
+from edgeld.runtime.spacing import (contradicted_spacing, estimate_spacing, from_resampled,
+                                   to_refiner_scale)
 from edgeld.runtime.uncertainty import UncertaintySpec, far_mass, feature_matrix
 
 
@@ -45,6 +45,10 @@ class Detection:
     # training films' (runtime/spacing.py: estimate_spacing): the square pixel spacing in mm the
     # refiners were run at. An estimate, never used for positions in mm.
     estimated_spacing_mm: float | None = None
+    # a film that came with a pixel spacing its anatomy contradicts (runtime/spacing.py:
+    # contradicted_spacing): the square spacing in mm the anatomy implies. A warning only: the
+    # stated spacing is still the one used, for the refiners and for positions in mm.
+    anatomy_spacing_mm: float | None = None
 
     @property
     def landmarks_mm(self) -> np.ndarray | None:
@@ -72,6 +76,7 @@ class Detection:
             "orientation": self.orientation,
             "quality": self.quality.to_dict(),
             "estimated_spacing_mm": self.estimated_spacing_mm,
+            "anatomy_spacing_mm": self.anatomy_spacing_mm,
         }
 
 
@@ -211,20 +216,24 @@ class LandmarkDetector:
         for i, j in enumerate(chosen):
             view, pts, conf = flat[j], points[j], confidence[j]
             quality = self.quality.after(before[i], conf) if self.quality else before[i]
-            refined = estimate = None
+            refined = estimate = doubt = None
+            stated = _spacing_pair(spacings_mm[i])
             if self.refiner is not None and quality.usable:  # no patches around no landmarks
                 factor = image_factors[i] if image_factors else 1
-                if spacings_mm[i] is None:  # a film without a spacing: ask its anatomy
-                    estimate = estimate_spacing(pts, factor, *self._anatomy_reference())
+                size_mm, trained_mm = self._anatomy_reference()
+                if stated is None:  # a film without a spacing: ask its anatomy
+                    estimate = estimate_spacing(pts, factor, size_mm, trained_mm)
+                else:  # a film with one: check it against its anatomy
+                    doubt = contradicted_spacing(pts, factor, size_mm, stated)
                 refined = self._refine(view, pts, factor,
                                        spacings_mm[i] if estimate is None else estimate)
             scores = self._uncertainty(logits[j], log_z[j], view.box, pts, conf, refined)
             if refined is not None:
                 pts, conf = refined
             detections.append(Detection(view.turn.points_to_observed(pts, view.image.shape), conf,
-                                        self.names, _spacing_pair(spacings_mm[i]),
-                                        view.turn.describe(), quality, *scores,
-                                        estimated_spacing_mm=estimate))
+                                        self.names, stated, view.turn.describe(), quality,
+                                        *scores, estimated_spacing_mm=estimate,
+                                        anatomy_spacing_mm=doubt))
         return detections
 
     @property
@@ -310,11 +319,11 @@ class LandmarkDetector:
         pair = _spacing_pair(spacing)
         if pair is not None and view.turn.turns % 2:
             pair = pair[::-1]  # a quarter turn swaps the film's rows and columns
-        scale = resampling_scale(pair, image_factor, self.refiner.io.film_spacing_mm, finest)
-        if scale is None:
+        image, at, factor, exact = to_refiner_scale(view.image, points, pair, image_factor,
+                                                    self.refiner.io.film_spacing_mm, finest)
+        if exact is None:  # as given: the very points, so the usual path stays bit-identical
             return self.refiner.refine(view.image, points, image_factor)
-        image, exact = resample(view.image, scale)
-        refined, confidence = self.refiner.refine(image, to_resampled(points, exact), finest)
+        refined, confidence = self.refiner.refine(image, at, factor)
         return from_resampled(refined, exact), confidence
 
     def refine(self, image: np.ndarray, points_src: np.ndarray, image_factor: int = 1

@@ -13,6 +13,12 @@ refiner's contract records how large its training films' landmark sets are in mm
 44.4 mm, 6.4%), and the first stage's landmarks give the film's size in pixels. Only an estimate
 further from the training spacing than skulls differ in size (ESTIMATE_SIGMAS spreads) is acted on,
 so films at the training spacing keep the usual path.
+
+A film that does state a spacing is checked against its anatomy the same way: a stated spacing that
+makes the skull far larger or smaller than any training skull (a slipped decimal, a DICOM's
+detector spacing at a different magnification, a resized export with its old header) is kept,
+since the device is the authority, but reported (`contradicted_spacing`), because every mm figure
+depends on it.
 """
 from __future__ import annotations
 
@@ -52,6 +58,19 @@ def training_landmark_size(sets_mm: Sequence[np.ndarray]) -> tuple[float, float]
     return round(float(sizes.mean()), 4), max(round(float(sizes.std() / sizes.mean()), 4), 1e-4)
 
 
+def _implied_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[float]) -> float | None:
+    """The square spacing in mm at which these first-stage landmarks (in the pixels of a film
+    reduced by `image_factor`) would be as large as the training films' mean landmark set."""
+    size_px = landmark_size(points) * image_factor
+    return float(size_mm[0]) / size_px if size_px > 0 else None
+
+
+def _band(size_mm: Sequence[float]) -> float:
+    """How far (relative) a film's skull may be from the training films' before it counts as
+    another scale: ESTIMATE_SIGMAS spreads of their landmark sizes, at least MIN_ESTIMATE_TOLERANCE."""
+    return max(ESTIMATE_SIGMAS * float(size_mm[1]), MIN_ESTIMATE_TOLERANCE)
+
+
 def estimate_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[float] | None,
                      film_spacing_mm: Sequence[float] | None) -> float | None:
     """A film's (square) pixel spacing in mm from its first-stage landmarks (`points` in the
@@ -61,17 +80,31 @@ def estimate_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[fl
     MAX_SPACING_RATIO of it (then the first stage has likely not found a skull: no guess)."""
     if size_mm is None or film_spacing_mm is None:
         return None
-    size_px = landmark_size(points) * image_factor
-    if size_px <= 0:
+    estimate = _implied_spacing(points, image_factor, size_mm)
+    if estimate is None:
         return None
-    estimate = float(size_mm[0]) / size_px
-    trained = float(np.sqrt(film_spacing_mm[0] * film_spacing_mm[1]))
-    ratio = estimate / trained
-    if abs(ratio - 1) <= max(ESTIMATE_SIGMAS * float(size_mm[1]), MIN_ESTIMATE_TOLERANCE):
-        return None
-    if not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
+    ratio = estimate / float(np.sqrt(film_spacing_mm[0] * film_spacing_mm[1]))
+    if abs(ratio - 1) <= _band(size_mm) or not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
         return None
     return round(estimate, 4)
+
+
+def contradicted_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[float] | None,
+                         stated_mm: Sequence[float] | None) -> float | None:
+    """The square spacing in mm a film's anatomy implies, when the (row, column) spacing it came
+    with contradicts it: measured at `stated_mm`, its landmark set lies more than ESTIMATE_SIGMAS
+    spreads from the training films' size. None when they agree, when either is unknown, or when
+    the two differ by more than MAX_SPACING_RATIO (then the first stage has likely not found a
+    skull, and the film's quality verdict speaks for it)."""
+    if size_mm is None or stated_mm is None:
+        return None
+    implied = _implied_spacing(points, image_factor, size_mm)
+    if implied is None:
+        return None
+    ratio = implied / float(np.sqrt(stated_mm[0] * stated_mm[1]))  # as estimate_spacing's
+    if abs(ratio - 1) <= _band(size_mm) or not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
+        return None
+    return round(implied, 4)
 
 
 def resampling_scale(spacing_mm: Sequence[float] | None, image_factor: int,
@@ -94,6 +127,21 @@ def resampling_scale(spacing_mm: Sequence[float] | None, image_factor: int,
                             f"times from the {t_row:g}x{t_col:g} mm films the refiner was trained "
                             "on: check the spacing (--spacing, or the DICOM's pixel spacing)")
     return (col * image_factor / (t_col * patch_factor), row * image_factor / (t_row * patch_factor))
+
+
+def to_refiner_scale(image: np.ndarray, points: np.ndarray, spacing_mm: Sequence[float] | None,
+                     image_factor: int, film_spacing_mm: Sequence[float] | None, patch_factor: int
+                     ) -> tuple[np.ndarray, np.ndarray, int, tuple[float, float] | None]:
+    """What a refiner cuts its patches from: (image, points in it, the image's reduction factor,
+    the exact (x, y) resampling to map points back or None). A film at the refiner's training
+    spacing (or of unknown spacing) comes back as given; one of another spacing is resampled to
+    one pixel per patch pixel (factor `patch_factor`). The runtime's refinement and a refiner's
+    calibration patches both go through here, so both see the anatomy at the training scale."""
+    scale = resampling_scale(spacing_mm, image_factor, film_spacing_mm, patch_factor)
+    if scale is None:
+        return image, np.asarray(points, dtype=np.float64), image_factor, None
+    resampled, exact = resample(image, scale)
+    return resampled, to_resampled(points, exact), patch_factor, exact
 
 
 def resample(image: np.ndarray, scale: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float]]:

@@ -81,6 +81,9 @@ class DicomNode:
             where.append(f"queued for {self.forwarder.destination}")
         verdict = ("landmarks" if detection.quality.usable
                    else f"not usable: {detection.quality.reason}")
+        if detection.anatomy_spacing_mm is not None:
+            verdict += (f" (warning: pixel spacing {detection.spacing_mm[0]:g} mm contradicts the "
+                        f"anatomy's {detection.anatomy_spacing_mm:.3g} mm)")
         self.log(f"{calling}: SOP instance {uid}: {verdict}; SR {sr.SOPInstanceUID} "
                  f"({', '.join(where) or 'not kept: no --out, no --store-to'})")
         return 0x0000, ""

@@ -5,7 +5,9 @@ TID 1500 Measurement Report, Comprehensive 3D SR, in the source image's study, n
   SCOORD POINT on the source image, a "Landmark confidence" measurement, and the algorithm
   identification (the cascade's name, edgeld's version, each model's sha256);
 - for an image the model cannot measure, instead of points one Measurements group (TID 1501) whose
-  qualitative evaluation says "Image not usable" with the reason as the coded value's meaning.
+  qualitative evaluation says "Image not usable" with the reason as the coded value's meaning;
+- for an image whose pixel spacing contradicts its anatomy, beside the points, one Measurements
+  group "pixel spacing check" with the spacing the anatomy implies (mm) and a "No" verdict.
 
 Coordinates: DICOM SCOORD puts (0, 0) at the top-left CORNER of the top-left pixel (PS3.3
 C.18.6.1.2), edgeld at its CENTRE, so SCOORD = edgeld's x_px/y_px + 0.5 (`SCOORD_OFFSET`).
@@ -58,6 +60,8 @@ def structured_report(source: Any, detection: Detection, model_name: str,
         parameters=[f"{stage.name} sha256 {stage.sha256}" for stage in stages])
     if detection.quality.usable:
         groups = _landmark_groups(source, detection, algorithm)
+        if detection.anatomy_spacing_mm is not None:
+            groups.append(_spacing_doubt_group(detection, algorithm))
     else:
         groups = [_unusable_group(detection, algorithm)]
     report = hd.sr.MeasurementReport(
@@ -119,6 +123,24 @@ def _unusable_group(detection: Detection, algorithm: Any) -> Any:
         algorithm_id=algorithm, qualitative_evaluations=[verdict])
 
 
+def _spacing_doubt_group(detection: Detection, algorithm: Any) -> Any:
+    """A warning that the image's pixel spacing contradicts its anatomy
+    (runtime/spacing.py: contradicted_spacing), with the spacing the anatomy implies: the
+    landmarks' positions are right in pixels, but distances taken in mm may be off by the ratio."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    verdict = hd.sr.QualitativeEvaluation(
+        name=_code("SPACING", "Pixel spacing agrees with anatomy"),
+        value=_code("CONTRADICTED", "No: check the image's pixel spacing"))
+    implied = hd.sr.Measurement(
+        name=_code("ANATSP", "Pixel spacing implied by anatomy"),
+        value=float(detection.anatomy_spacing_mm), unit=codes.UCUM.Millimeter, algorithm_id=algorithm)
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="pixel spacing check"),
+        algorithm_id=algorithm, measurements=[implied], qualitative_evaluations=[verdict])
+
+
 def sr_bytes(sr: Any) -> bytes:
     """The SR as a DICOM Part 10 file."""
     buffer = io.BytesIO()
@@ -157,7 +179,8 @@ def write_offline_sr(dicom_path: str | Path, detection: Detection, refs: Sequenc
 def read_sr_points(sr_dataset: Any) -> dict[str, Any]:
     """Read an SR this module wrote back: {landmark name: (x_px, y_px, confidence, uncertain)} in
     edgeld's pixel convention (uncertain: None when the SR carries no reliability verdict), plus
-    "unusable": the reason when the SR says the image was not usable."""
+    "unusable": the reason when the SR says the image was not usable, and "anatomy_spacing_mm"
+    when it says the image's pixel spacing contradicts its anatomy."""
     import highdicom as hd
 
     sr = hd.sr.Comprehensive3DSR.from_dataset(sr_dataset)
@@ -170,5 +193,9 @@ def read_sr_points(sr_dataset: Any) -> dict[str, Any]:
         out[group.tracking_identifier] = (float(x), float(y), float(confidence), uncertain)
     for group in sr.content.get_image_measurement_groups():
         for evaluation in group.get_qualitative_evaluations():
-            out["unusable"] = evaluation.value.meaning
+            if evaluation.name.value == "USABLE":
+                out["unusable"] = evaluation.value.meaning
+        for measurement in group.get_measurements():
+            if measurement.name.value == "ANATSP":
+                out["anatomy_spacing_mm"] = float(measurement.value)
     return out
