@@ -30,8 +30,8 @@ from edgeld.data import open_dataset
 from edgeld.data.datasets import Sample
 from edgeld.data.images import load_grayscale
 from edgeld.options import SELECTION_METHODS
-from edgeld.runtime.patches import PatchSpec, patches_around
-from edgeld.runtime.spacing import resampling_scale, to_refiner_scale
+from edgeld.runtime.patches import PatchSpec, patches_at_training_scale
+from edgeld.runtime.spacing import resampling_scale
 
 if TYPE_CHECKING:
     from edgeld.model_ref import ModelArg
@@ -218,13 +218,10 @@ def _cut_all(samples: list[Sample], points: list[np.ndarray], spec: PatchSpec,
              io_input: InputSpec, film_spacing_mm: tuple[float, float] | None) -> np.ndarray:
     """Every sample's patches around its points, each film first brought to the refiner's
     training scale (`film_spacing_mm`) when its dataset states another spacing."""
-    cut = []
-    for s, p in zip(samples, points):
-        image, at, factor, _ = to_refiner_scale(load_grayscale(s.path), p, s.spacing_mm, 1,
-                                                film_spacing_mm, spec.factor)
-        cut.append(patches_around(image, at, PatchSpec(spec.size, spec.factor // factor),
-                                  io_input.mean, io_input.std)[0])
-    return np.concatenate(cut).astype(np.float32)
+    return np.concatenate([patches_at_training_scale(load_grayscale(s.path), p, s.spacing_mm,
+                                                     film_spacing_mm, spec, io_input.mean,
+                                                     io_input.std)
+                           for s, p in zip(samples, points)]).astype(np.float32)
 
 
 def _preprocess_all(samples: list[Sample], spec: InputSpec, progress: bool) -> np.ndarray:

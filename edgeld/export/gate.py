@@ -56,14 +56,18 @@ class Gate:
     split: str
     images: list[np.ndarray]
     references: np.ndarray
-    spacing: np.ndarray
+    # each image's spacing as its dataset states it (None: unknown), handed to the cascade as a
+    # device would state it, so that a refiner sees films of another spacing at its training scale
+    stated_mm: list[tuple[float, float] | None]
     excluded: list[str] = field(default_factory=list)  # calibration images left out of the gate
     stage1: LandmarkDetector | None = None  # a refiner's first stage, run before each candidate
     stage1_name: str = ""
     stage1_sha256: str = ""
-    # each image's spacing as its dataset states it (None: unknown), handed to the cascade as a
-    # device would state it, so that a refiner sees films of another spacing at its training scale
-    stated_mm: list[tuple[float, float] | None] = field(default_factory=list)
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """(N, 2) spacings to score in mm: the stated ones, 1 mm for an image without one."""
+        return np.array([s or (1.0, 1.0) for s in self.stated_mm])
 
     @classmethod
     def load(cls, io: ModelIO, data_dir: str | Path, split: str | None,
@@ -79,8 +83,7 @@ class Gate:
                             "calibration set; give --split NAME with images it does not hold")
         return cls(io, name, [load_grayscale(s.path) for s in samples],
                    np.stack([s.reference(dataset.default_reference) for s in samples]),
-                   np.array([s.spacing_mm or (1.0, 1.0) for s in samples]), excluded, stage1,
-                   stated_mm=[s.spacing_mm for s in samples])
+                   [s.spacing_mm for s in samples], excluded, stage1)
 
     def detector(self, onnx_path: str | Path) -> LandmarkDetector:
         """The graph at `onnx_path` as the gate runs it: alone, or as the refiner of the stage1."""
@@ -92,9 +95,9 @@ class Gate:
 
     def evaluate(self, onnx_path: str | Path) -> dict[str, float]:
         detector = self.detector(onnx_path)
-        stated = self.stated_mm or [None] * len(self.images)
         points = np.stack([d.landmarks_px for i in range(0, len(self.images), 8)
-                           for d in detector.detect_batch(self.images[i:i + 8], stated[i:i + 8])])
+                           for d in detector.detect_batch(self.images[i:i + 8],
+                                                          self.stated_mm[i:i + 8])])
         errors = radial_errors_mm(points, self.references, self.spacing)
         return {"mre_mm": float(errors.mean()), "sdr_2mm": sdr_percent(errors)["2.0"]}
 

@@ -213,21 +213,17 @@ def _gate_inputs(gate: Gate):
     import numpy as np
 
     from edgeld.core.letterbox import preprocess
-    from edgeld.runtime.patches import PatchSpec, patches_around
-    from edgeld.runtime.spacing import to_refiner_scale
+    from edgeld.runtime.patches import PatchSpec, patches_at_training_scale
 
     io, images = gate.io, gate.images[:SENSITIVITY_INPUTS]
     if gate.stage1 is None:
         return np.stack([preprocess(img, io.input_height, io.input_width, io.mean, io.std,
                                     io.input.reducing_gap)[0] for img in images])
-    stated = gate.stated_mm or [None] * len(images)
-    inputs = []
-    for img, spacing in zip(images, stated):  # at the refiner's training scale, as the gate runs it
-        image, at, factor, _ = to_refiner_scale(img, gate.stage1.detect(img).landmarks_px, spacing, 1,
-                                                io.film_spacing_mm, io.patch_factor)
-        spec = PatchSpec(io.patch_size, io.patch_factor // factor)
-        inputs.append(patches_around(image, at, spec, io.mean, io.std)[0])
-    return np.concatenate(inputs)
+    spec = PatchSpec(io.patch_size, io.patch_factor)
+    return np.concatenate([patches_at_training_scale(img, gate.stage1.detect(img).landmarks_px,
+                                                     spacing, io.film_spacing_mm, spec, io.mean,
+                                                     io.std)
+                           for img, spacing in zip(images, gate.stated_mm)])
 
 
 def _manifest(out, candidate, precision, io, fp32_path, fp32_manifest, calib, calibration, target,

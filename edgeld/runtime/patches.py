@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from edgeld.core.letterbox import normalize, to_unit_float
+from edgeld.runtime.spacing import to_refiner_scale
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,19 @@ def patches_around(image: np.ndarray, points_src: np.ndarray, spec: PatchSpec, m
         return fast, centres
     patches = np.concatenate([_window_patch(image, c, spec, mean, std) for c in centres])
     return patches, centres
+
+
+def patches_at_training_scale(image: np.ndarray, points_src: np.ndarray,
+                              spacing_mm: tuple[float, float] | None,
+                              film_spacing_mm: tuple[float, float] | None, spec: PatchSpec,
+                              mean: float, std: float) -> np.ndarray:
+    """`patches_around` a film as the cascade's refiner sees it: a film whose spacing differs
+    from the refiner's training films' (`film_spacing_mm`) is first resampled to one pixel per
+    patch pixel (runtime/spacing.py: to_refiner_scale). For a refiner's calibration set and its
+    INT8 gate's layer ranking."""
+    image, at, factor, _ = to_refiner_scale(image, points_src, spacing_mm, 1, film_spacing_mm,
+                                            spec.factor)
+    return patches_around(image, at, PatchSpec(spec.size, spec.factor // factor), mean, std)[0]
 
 
 def _inner_patches(image: np.ndarray, centres: np.ndarray, spec: PatchSpec, mean: float,

@@ -58,19 +58,6 @@ def training_landmark_size(sets_mm: Sequence[np.ndarray]) -> tuple[float, float]
     return round(float(sizes.mean()), 4), max(round(float(sizes.std() / sizes.mean()), 4), 1e-4)
 
 
-def _implied_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[float]) -> float | None:
-    """The square spacing in mm at which these first-stage landmarks (in the pixels of a film
-    reduced by `image_factor`) would be as large as the training films' mean landmark set."""
-    size_px = landmark_size(points) * image_factor
-    return float(size_mm[0]) / size_px if size_px > 0 else None
-
-
-def _band(size_mm: Sequence[float]) -> float:
-    """How far (relative) a film's skull may be from the training films' before it counts as
-    another scale: ESTIMATE_SIGMAS spreads of their landmark sizes, at least MIN_ESTIMATE_TOLERANCE."""
-    return max(ESTIMATE_SIGMAS * float(size_mm[1]), MIN_ESTIMATE_TOLERANCE)
-
-
 def estimate_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[float] | None,
                      film_spacing_mm: Sequence[float] | None) -> float | None:
     """A film's (square) pixel spacing in mm from its first-stage landmarks (`points` in the
@@ -80,11 +67,15 @@ def estimate_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[fl
     MAX_SPACING_RATIO of it (then the first stage has likely not found a skull: no guess)."""
     if size_mm is None or film_spacing_mm is None:
         return None
-    estimate = _implied_spacing(points, image_factor, size_mm)
-    if estimate is None:
+    size_px = landmark_size(points) * image_factor
+    if size_px <= 0:
         return None
-    ratio = estimate / float(np.sqrt(film_spacing_mm[0] * film_spacing_mm[1]))
-    if abs(ratio - 1) <= _band(size_mm) or not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
+    estimate = float(size_mm[0]) / size_px
+    trained = float(np.sqrt(film_spacing_mm[0] * film_spacing_mm[1]))
+    ratio = estimate / trained
+    if abs(ratio - 1) <= max(ESTIMATE_SIGMAS * float(size_mm[1]), MIN_ESTIMATE_TOLERANCE):
+        return None
+    if not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
         return None
     return round(estimate, 4)
 
@@ -92,19 +83,11 @@ def estimate_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[fl
 def contradicted_spacing(points: np.ndarray, image_factor: int, size_mm: Sequence[float] | None,
                          stated_mm: Sequence[float] | None) -> float | None:
     """The square spacing in mm a film's anatomy implies, when the (row, column) spacing it came
-    with contradicts it: measured at `stated_mm`, its landmark set lies more than ESTIMATE_SIGMAS
-    spreads from the training films' size. None when they agree, when either is unknown, or when
-    the two differ by more than MAX_SPACING_RATIO (then the first stage has likely not found a
-    skull, and the film's quality verdict speaks for it)."""
-    if size_mm is None or stated_mm is None:
-        return None
-    implied = _implied_spacing(points, image_factor, size_mm)
-    if implied is None:
-        return None
-    ratio = implied / float(np.sqrt(stated_mm[0] * stated_mm[1]))  # as estimate_spacing's
-    if abs(ratio - 1) <= _band(size_mm) or not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
-        return None
-    return round(implied, 4)
+    with contradicts it: `estimate_spacing` measured against the stated spacing instead of the
+    training films', with the same band and the same refusal to guess beyond MAX_SPACING_RATIO
+    (then the first stage has likely not found a skull, and the film's quality verdict speaks
+    for it). None when they agree or either is unknown."""
+    return estimate_spacing(points, image_factor, size_mm, stated_mm)
 
 
 def resampling_scale(spacing_mm: Sequence[float] | None, image_factor: int,
