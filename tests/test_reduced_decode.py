@@ -78,6 +78,26 @@ def test_other_formats_and_no_rule_read_in_full(tmp_path):
     assert load_reduced(tmp_path / "a.jpg", lambda hw: 3).factor == 2  # powers of two only
 
 
+def test_a_colour_coded_grey_jpeg_is_decoded_to_luma_alone_in_full(tmp_path):
+    """ISBI's films are grey pictures stored as colour (YCbCr) JPEGs. A full-size read asks
+    libjpeg for the luma plane alone (no chroma upsampling or colour conversion: half the decode
+    time), which for a grey picture is bit for bit what decoding to RGB and converting gives."""
+    from edgeld.data.images import draft_reduced
+
+    _dots_jpeg(tmp_path / "grey.jpg", hw=(301, 257))
+    with Image.open(tmp_path / "grey.jpg") as img:
+        Image.merge("RGB", [img] * 3).save(tmp_path / "colour.jpg", quality=90)
+    with Image.open(tmp_path / "colour.jpg") as img:
+        assert img.mode == "RGB"
+        img.load()
+        via_rgb = np.asarray(img.convert("L"))
+    with Image.open(tmp_path / "colour.jpg") as img:
+        assert draft_reduced(img, 1) == 1 and img.mode == "L"  # the decoder is set to luma
+    for film in (load_grayscale(tmp_path / "colour.jpg"),
+                 load_reduced(tmp_path / "colour.jpg", lambda hw: 1).image):
+        assert film.dtype == np.uint8 and np.array_equal(film, via_rgb)
+
+
 class _Null:
     def activate(self):
         pass

@@ -83,7 +83,8 @@ def load_reduced(path: str | Path, max_factor_for: Callable[[tuple[int, int]], i
 
 def draft_reduced(img: Image.Image, max_factor: int) -> int:
     """Ask libjpeg to decode an opened (not yet loaded) 8-bit JPEG at 1/2, 1/4 or 1/8 size, the
-    largest not above `max_factor`; returns the factor used (1: no reduction, e.g. not a JPEG).
+    largest not above `max_factor`, as luma only; returns the factor used (1: no reduction, e.g.
+    not a JPEG, or `max_factor` 1, which still decodes a colour-coded JPEG to luma alone).
 
     libjpeg's DCT scaling computes each reduced pixel from its 8x8 block's coefficients; measured
     on ISBI 2015 films (2400x1935) against a numpy box mean of the full decode, reduced pixel i is
@@ -93,10 +94,14 @@ def draft_reduced(img: Image.Image, max_factor: int) -> int:
     factor = 1
     while factor * 2 <= min(max_factor, 8):
         factor *= 2
-    if factor == 1 or img.format != "JPEG" or img.mode not in ("L", "RGB"):
+    if img.format != "JPEG" or img.mode not in ("L", "RGB"):
         return 1
     width, height = img.size
-    if min(width, height) < factor:
+    if factor == 1 or min(width, height) < factor:
+        # luma straight from the decoder, at full size: no chroma upsampling, no colour conversion
+        # (half the decode time of an ISBI film, 30 -> 15 ms), and the same pixels as decoding to
+        # RGB and converting for a grey film (neutral chroma: 299 of ISBI's 300 films, bit for bit)
+        img.draft("L", None)
         return 1
     # Pillow's draft picks the largest of 8, 4, 2 not above min(width // w, height // h): f here
     img.draft("L", (width // factor, height // factor))
@@ -122,7 +127,7 @@ def _load_pillow(path: Path, max_factor_for: Callable[[tuple[int, int]], int] | 
             if img.width * img.height > MAX_PIXELS:  # header only so far: nothing allocated
                 raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
             original_hw = (img.height, img.width)
-            factor = 1 if max_factor_for is None else draft_reduced(img, max_factor_for(original_hw))
+            factor = draft_reduced(img, 1 if max_factor_for is None else max_factor_for(original_hw))
             img.load()
             return _to_gray_array(img), factor, original_hw
     except Image.DecompressionBombError as exc:

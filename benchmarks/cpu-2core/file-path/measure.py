@@ -41,6 +41,7 @@ SAMPLE = ROOT / "edgeld" / "samples" / "isbi2015-demo" / "images" / "151.jpg"
 def cases(student: LandmarkDetector, cascade: LandmarkDetector, film: Path) -> dict:
     """name -> a callable doing one file -> result, and what it is."""
     return {
+        "decode full, RGB then converted (until 2026-12-03)": lambda: _decode_via_rgb(film),
         "decode full": lambda: load_grayscale(film),
         "decode 1/2 (draft)": lambda: load_reduced(film, lambda hw: 2),
         "decode 1/4 (draft)": lambda: load_reduced(film, lambda hw: 4),
@@ -51,6 +52,13 @@ def cases(student: LandmarkDetector, cascade: LandmarkDetector, film: Path) -> d
         f"student, reduced decode (1/{max_reduction(student, _hw(film))})":
             lambda: detect_file(student, film, 0.1),
     }
+
+
+def _decode_via_rgb(film: Path) -> np.ndarray:
+    """A full decode as `load_grayscale` did it before it asked libjpeg for luma alone."""
+    with Image.open(film) as img:
+        img.load()
+        return np.asarray(img.convert("L"))
 
 
 def _hw(film: Path) -> tuple[int, int]:
