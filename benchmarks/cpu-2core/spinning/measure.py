@@ -25,8 +25,10 @@ from edgeld.runtime import LandmarkDetector
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def spinning(detector: LandmarkDetector) -> LandmarkDetector:
-    """The detector's chain with every session rebuilt as the runtime builds it, but spinning."""
+def spinning(detector: LandmarkDetector, stop_between_runs: bool = False) -> LandmarkDetector:
+    """The detector's chain with every session rebuilt as the runtime builds it, but spinning;
+    `stop_between_runs`: the threads spin only inside a run and stop as it returns
+    (`session.force_spinning_stop`)."""
     stage = detector
     while stage is not None:
         runner = stage.runner
@@ -34,9 +36,12 @@ def spinning(detector: LandmarkDetector) -> LandmarkDetector:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = runner.threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        if stop_between_runs:
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         runner.session = ort.InferenceSession(str(runner.path), options,
                                               providers=["CPUExecutionProvider"])
         runner.settings["allow_spinning"] = True
+        runner.settings["force_spinning_stop"] = stop_between_runs
         stage = stage.refiner
     return detector
 
@@ -45,7 +50,8 @@ def open_pair(student: str, refiner: str | None, threads: int) -> dict[str, Land
     def make() -> LandmarkDetector:
         second = LandmarkDetector(refiner, threads=threads) if refiner else None
         return LandmarkDetector(student, threads=threads, refiner=second)
-    return {"spinning off (shipped)": make(), "spinning on": spinning(make())}
+    return {"spinning off": make(), "spinning on": spinning(make()),
+            "spinning inside runs": spinning(make(), stop_between_runs=True)}
 
 
 def p50(call, runs: int) -> float:
@@ -76,7 +82,8 @@ def main() -> None:
             for _ in range(10):
                 detector.detect(film, 0.1)
         for r in range(args.rounds):
-            for name in (list(pair) if r % 2 == 0 else list(pair)[::-1]):
+            names = list(pair)
+            for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
                 detector = pair[name]
                 end_to_end[name].append(p50(lambda: detector.detect(film, 0.1), args.runs))
                 model_only[name].append(p50(lambda: detector.runner.infer(x), args.runs))
