@@ -99,8 +99,8 @@ def draft_reduced(img: Image.Image, max_factor: int) -> int:
     width, height = img.size
     if factor == 1 or min(width, height) < factor:
         # luma straight from the decoder, at full size: no chroma upsampling, no colour conversion
-        # (half the decode time of an ISBI film, 30 -> 15 ms), and the same pixels as decoding to
-        # RGB and converting for a grey film (neutral chroma: 299 of ISBI's 300 films, bit for bit)
+        # (37 -> 17 ms for an ISBI film, benchmarks/cpu-2core/file-path), and the same pixels as
+        # decoding to RGB and converting for a grey film (neutral chroma: 299 of ISBI's 300 films)
         img.draft("L", None)
         return 1
     # Pillow's draft picks the largest of 8, 4, 2 not above min(width // w, height // h): f here

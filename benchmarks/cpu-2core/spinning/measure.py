@@ -3,8 +3,9 @@
 The runtime turns spinning off (edgeld/runtime/runners.py): spinning threads keep the cores busy
 between runs and once took them from the letterbox and the refiner stage (38 -> 30 ms for a
 cascade, measured on another host). This measures that trade again: the same detector (student
-alone, or student + refiner) with spinning off as shipped and on, decoded image -> landmarks,
-interleaved in rounds so drift hits both alike; p50 per round, then the median and range of the
+alone, or student + refiner) with spinning off as shipped, on, and on inside runs only,
+decoded image -> landmarks,
+interleaved in rounds so drift hits each alike; p50 per round, then the median and range of the
 rounds. Model-only times are printed beside, for the same sessions.
 
     taskset -c 0,1 python benchmarks/cpu-2core/spinning/measure.py \
