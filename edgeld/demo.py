@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import Callable
 
 from edgeld.bench.harness import benchmark_detector
-from edgeld.data import load_grayscale, open_dataset
+from edgeld.data import BUNDLED_SAMPLES, load_grayscale, open_dataset
 from edgeld.evaluate import evaluate
 from edgeld.load import open_detector
 from edgeld.overlay import save_overlay
 
-SAMPLES = Path(__file__).resolve().parent / "samples" / "isbi2015-demo"
+SAMPLES = BUNDLED_SAMPLES
 MODEL = "isbi2015-student"
 REFINERS = ("isbi2015-refiner",)  # the shipped cascade: student, then the fine refiner
 

@@ -145,6 +145,9 @@ def _timed(detector, name: str, batch: int, image, seconds: float, min_runs: int
     lat = record["latency_ms"]
     echo(f"{name} [{record['backend']}] batch {batch}{which}: p50 {lat['p50']:.2f} ms, "
          f"p90 {lat['p90']:.2f} ms, p99 {lat['p99']:.2f} ms")
+    if record.get("end_to_end_refused"):
+        echo(f"{name}: end-to-end not timed, the image was refused ({record['end_to_end_refused']}); "
+             "give --data with this model's films")
     return record
 
 

@@ -3,10 +3,11 @@
 
 Nothing here imports torch (the torch Datasets live in `edgeld.torchside`).
 """
-from edgeld.data.datasets import LandmarkDataset, Sample, open_dataset
+from edgeld.data.datasets import BUNDLED_SAMPLES, LandmarkDataset, Sample, open_dataset
 from edgeld.data.images import load_grayscale
 
 __all__ = [
+    "BUNDLED_SAMPLES",
     "LandmarkDataset",
     "Sample",
     "load_grayscale",

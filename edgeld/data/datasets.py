@@ -22,6 +22,8 @@ ISBI2015_LANDMARKS = (
     "lower_lip", "subnasale", "soft_tissue_pogonion", "posterior_nasal_spine",
     "anterior_nasal_spine", "articulare",
 )
+# three ISBI 2015 test1 films with their senior annotations, shipped with the package (split "demo")
+BUNDLED_SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "isbi2015-demo"
 CHALLENGE_SPLITS = {"train": "TrainingData", "test1": "Test1Data", "test2": "Test2Data"}
 
 
