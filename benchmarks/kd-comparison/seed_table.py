@@ -41,6 +41,12 @@ def run_figures(run: Path) -> dict[str, float | None]:
     return out
 
 
+def run_seed(run: Path) -> int | None:
+    """The seed a run was trained with (its config.json), or None."""
+    path = run / "config.json"
+    return json.loads(path.read_text())["train"]["seed"] if path.is_file() else None
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample std (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -62,8 +68,10 @@ def main() -> None:
     print(header)
     print("|---|---|" + "---:|" * len(COLUMNS))
     summaries: dict[str, dict[str, tuple[float, float, int]]] = {}
+    by_seed: dict[str, dict[int, dict[str, float | None]]] = {}
     for arm, runs in arms.items():
         figures = [run_figures(r) for r in runs]
+        by_seed[arm] = {run_seed(r): f for r, f in zip(runs, figures)}
         for run, fig in zip(runs, figures):
             cells = ["-" if fig[n] is None else _fmt(n, fig[n]) for n, _ in COLUMNS]
             print(f"| {arm} | {run.name} | " + " | ".join(cells) + " |")
@@ -92,6 +100,14 @@ def main() -> None:
                        else "passes" if gain > bar else "does not pass")
             print(f"{name}: {a} better than {b} by {gain:+.3f} mm; twice the larger seed std "
                   f"{bar:.3f} mm: {verdict}")
+            # the same seed draws the same validation films and initial weights in both arms
+            seeds = sorted(set(by_seed[a]) & set(by_seed[b]) - {None})
+            paired = [by_seed[b][k][name] - by_seed[a][k][name] for k in seeds
+                      if by_seed[a][k][name] is not None and by_seed[b][k][name] is not None]
+            if paired:
+                m, s = mean_std(paired)
+                print(f"  paired by seed ({', '.join(map(str, seeds))}): "
+                      + ", ".join(f"{d:+.3f}" for d in paired) + f" mm; mean {m:+.3f} ± {s:.3f}")
 
 
 if __name__ == "__main__":
