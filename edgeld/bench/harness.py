@@ -50,7 +50,7 @@ def benchmark_detector(detector: LandmarkDetector, model: str, batch: int = 1,
     }
     refused = _refusal(detector, image) if batch == 1 else None
     if refused:
-        # a refused film skips the refiners and the decoding: its time is not the path's time
+        # a refused film skips the refiners: its time is not the path's time
         record["end_to_end_refused"] = refused
     elif batch == 1:
         record["end_to_end_ms"] = measure_latency(lambda: detector.detect(image), warmup_s,

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 from edgeld.bench.cost import is_untrained, model_cost
 from edgeld.bench.device import device_facts, pin_cpus
 from edgeld.bench.harness import (benchmark_detector, best_throughput, first_image, merge_repeat,
-                                  results_markdown)
+                                  results_markdown, sample_film)
 from edgeld.bench.peak import attainable_macs_per_s, fraction_of_peak
 from edgeld.data import open_dataset
 from edgeld.core.errors import UserError
@@ -72,7 +72,8 @@ def run_benchmark(models: Sequence[ModelArg], out_dir: str | Path, *, refiners: 
         threads = threads or len(pinned)
         echo(f"pinned to CPUs {', '.join(map(str, pinned))} with {threads} threads")
     dataset = open_dataset(data_dir) if data_dir else None
-    image = first_image(dataset, split) if dataset else None
+    # read once for every model, batch and repeat: the split's first film, else the bundled one
+    image = first_image(dataset, split) if dataset else sample_film()
     # resolved here, once, after the data (whose errors a user sees first, as before)
     refiners = [resolve_model(r) for r in refiners]
     runs = [(m, b) for m in map(resolve_model, models) for b in backends_for(m, backends)]
