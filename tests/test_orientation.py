@@ -54,7 +54,7 @@ def test_reference_tells_all_eight_orientations_apart_and_round_trips():
 
     for turn in ALL_ORIENTATIONS:
         x, box = preprocess(np.ascontiguousarray(turn.apply(film)), 96, 80, 0.5, 0.25)
-        check = again.check(thumbnail(x, box))
+        check = again.check(thumbnail(x, box, 0.5, 0.25))
         assert check.orientation == turn, turn.describe()
         assert check.score > 0.8
 
@@ -65,7 +65,7 @@ def test_a_featureless_image_stays_as_given():
     from edgeld.runtime.orientation import thumbnail
 
     x, box = preprocess(np.full((240, 200), 128, np.uint8), 96, 80, 0.5, 0.25)
-    check = reference.check(thumbnail(x, box))
+    check = reference.check(thumbnail(x, box, 0.5, 0.25))
     assert check.orientation == Orientation() and check.score == 0.0
 
 

@@ -279,7 +279,7 @@ class LandmarkDetector:
 
     def _check(self, x: np.ndarray, box: Letterbox) -> OrientationCheck:
         size = self.orientation.template.shape[0]
-        return self.orientation.check(thumbnail(x, box, size))
+        return self.orientation.check(thumbnail(x, box, self.io.mean, self.io.std, size))
 
     def _views(self, image: np.ndarray) -> tuple[list[_View], Quality]:
         """The film as given and, when its thumbnail says it is turned, the film put upright (the

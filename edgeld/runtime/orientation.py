@@ -21,7 +21,6 @@ from typing import Any, Iterable
 import numpy as np
 
 from edgeld.core.letterbox import REDUCING_GAP, Letterbox, preprocess
-from edgeld.core.resample import resize_like_pillow
 
 THUMBNAIL_SIZE = 48
 # Reorient only when another orientation beats "as given" by this much normalised correlation:
@@ -86,20 +85,18 @@ class Orientation:
 ALL_ORIENTATIONS = tuple(Orientation(m, t) for m in (False, True) for t in range(4))
 
 
-def thumbnail(model_input: np.ndarray, box: Letterbox, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+def thumbnail(model_input: np.ndarray, box: Letterbox, mean: float, std: float,
+              size: int = THUMBNAIL_SIZE) -> np.ndarray:
     """A (size, size) zero-mean, unit-norm thumbnail of the film inside a normalised (1, H, W)
     model input: the letterbox padding is cut off and the film letterboxed into a square, so a
-    quarter turn of the film is a quarter turn of its thumbnail. Zero mean and unit norm make it
-    blind to the input's normalisation (an affine map of the intensities)."""
+    quarter turn of the film is a quarter turn of its thumbnail."""
     film = model_input[0, box.pad_top:box.pad_top + box.resized_h,
-                       box.pad_left:box.pad_left + box.resized_w]
+                       box.pad_left:box.pad_left + box.resized_w] * std + mean
     fit = Letterbox.fit(film.shape, (size, size))
-    # Pillow's resize as two cached matrix products (core/resample.py): this runs on every film
-    inside = resize_like_pillow(film, (fit.resized_h, fit.resized_w), REDUCING_GAP)
-    centred = np.zeros((size, size), dtype=np.float32)
-    if np.ptp(inside) <= 1e-5 * float(np.abs(inside).max()):
-        return centred  # a constant film: its float32 rounding is no content to correlate
+    square = fit.apply(film.astype(np.float32))
+    inside = square[fit.pad_top:fit.pad_top + fit.resized_h, fit.pad_left:fit.pad_left + fit.resized_w]
     # the padding takes the film's mean: only the film's content correlates, not its aspect ratio
+    centred = np.zeros_like(square)
     centred[fit.pad_top:fit.pad_top + fit.resized_h,
             fit.pad_left:fit.pad_left + fit.resized_w] = inside - inside.mean()
     norm = float(np.linalg.norm(centred))
@@ -144,8 +141,8 @@ class OrientationReference:
 
     @cached_property
     def _views(self) -> np.ndarray:
-        """The template in each of ALL_ORIENTATIONS, one flattened row each (float64): made once,
-        not per film."""
+        """The template in each of ALL_ORIENTATIONS, one flattened row each (float64), made
+        once rather than per film."""
         return np.stack([o.apply(self.template).ravel() for o in ALL_ORIENTATIONS]).astype(np.float64)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,7 +171,7 @@ def film_thumbnails(films: Iterable[np.ndarray], height: int, width: int, mean: 
     thumbs = []
     for film in films:
         x, box = preprocess(film, height, width, mean, std, reducing_gap)
-        thumbs.append(thumbnail(x, box, size))
+        thumbs.append(thumbnail(x, box, mean, std, size))
     return thumbs
 
 

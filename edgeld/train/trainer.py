@@ -17,6 +17,7 @@ from edgeld import __version__
 from edgeld.config import HeatmapSpec, InputSpec, ModelSpec, TrainSpec, to_dict
 from edgeld.core.codec import SoftmaxHeatmapCodec
 from edgeld.core.contract import ModelIO
+from edgeld.core.letterbox import normalize
 from edgeld.core.errors import UserError
 from edgeld.data import LandmarkDataset, Sample, open_dataset
 from edgeld.data.augment import elastic_limit_px
@@ -133,11 +134,12 @@ def _check_options(role: str, spec: TrainSpec, kd: str, teacher: str | None) -> 
         raise UserError("--aux (multi-task) and --kd are separate recipes; choose one")
 
 
-def _orientation_reference(fit: list[CachedSample], dataset: str) -> OrientationReference:
+def _orientation_reference(fit: list[CachedSample], input_spec: InputSpec, dataset: str
+                           ) -> OrientationReference:
     """What the training films look like upright, for the runtime's orientation check: their
     thumbnails made from the letterboxed images exactly as the runtime makes them."""
-    # thumbnails are blind to the input normalisation: the letterboxed [0, 1] images will do
-    thumbs = (thumbnail(c.image[None], c.box) for c in fit)
+    mean, std = input_spec.mean, input_spec.std
+    thumbs = (thumbnail(normalize(c.image, mean, std)[None], c.box, mean, std) for c in fit)
     return reference_from_thumbnails(thumbs, f"{dataset} training images ({len(fit)} films)")
 
 
@@ -153,7 +155,7 @@ def _heatmap_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
     cached = cache_samples(samples, h, w, reference, progress, input_spec.reducing_gap)
     fit = [cached[i] for i in split[0]]
     val = [cached[i] for i in split[1]]
-    io = replace(io, orientation=_orientation_reference(fit, dataset.name).to_dict())
+    io = replace(io, orientation=_orientation_reference(fit, input_spec, dataset.name).to_dict())
     train_set = HeatmapDataset(fit, codec, input_spec.mean, input_spec.std, spec,
                                seed=spec.seed + run.ddp.rank)
     model_spec = replace(ROLE_MODELS[role], num_landmarks=len(dataset.landmark_names))
