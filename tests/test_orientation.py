@@ -54,9 +54,13 @@ def test_reference_tells_all_eight_orientations_apart_and_round_trips():
 
     for turn in ALL_ORIENTATIONS:
         x, box = preprocess(np.ascontiguousarray(turn.apply(film)), 96, 80, 0.5, 0.25)
-        check = again.check(thumbnail(x, box, 0.5, 0.25))
+        thumb = thumbnail(x, box, 0.5, 0.25)
+        check = again.check(thumb)
         assert check.orientation == turn, turn.describe()
         assert check.score > 0.8
+        # the oriented templates made once per reference score as each view made per film would
+        per_view = [float(np.sum(thumb * o.apply(again.template))) for o in ALL_ORIENTATIONS]
+        assert np.allclose(check.scores, per_view, atol=1e-5)
 
 
 def test_a_featureless_image_stays_as_given():
