@@ -119,10 +119,13 @@ def _check_outputs(files: tuple[str | None, ...] = (), folders: tuple[str | None
 @click.option("--aux/--no-aux", default=None,
               help="Multi-task pretraining (offset regression + masked reconstruction); "
                    "default: on for the teacher, off for the student.")
+@click.option("--reference", default=None, metavar="NAME",
+              help="Annotation to train toward and select on: an annotator's name, or mean "
+                   "(senior and junior averaged). Default: the dataset's (ISBI: senior).")
 @click.option("--device", type=click.Choice(options.TRAIN_DEVICES), default="auto",
               show_default=True, help="Where to train: auto takes a CUDA GPU when torch sees one.")
 def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, epochs, batch_size, seed, val_count, input_size,
-          threads, rotate, scale_range, shift, elastic, intensity, aux, device) -> None:
+          threads, rotate, scale_range, shift, elastic, intensity, aux, reference, device) -> None:
     """Train a heatmap model on the train split, selecting on a held-out validation part of it."""
     from dataclasses import replace
 
@@ -145,7 +148,7 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
         from edgeld.train.refiner import REFINER_RECIPE, train_refiner
 
         if kd != "none" or teacher or aux or input_size or set(augment) - {"rotate_deg", "scale_range"}:
-            raise UserError("a refiner takes --data, --stage1, --out, --resume, --device, the "
+            raise UserError("a refiner takes --data, --stage1, --out, --resume, --device, --reference, the "
                             "optimizer options and --rotate / --scale-range (per patch) only")
         from edgeld.runtime.patches import PatchSpec
 
@@ -154,7 +157,7 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
             raise UserError("a refiner's --scale-range is at most 0.3")
         summary = train_refiner(data_dir, out_dir, stage1,
                                 replace(REFINER_RECIPE, **overrides, **augment), patch,
-                                resume=resume, device=device)
+                                resume=resume, device=device, reference=reference)
         if summary["rank"] != 0:  # under torchrun, rank 0 reports
             return
         click.echo(_trained(summary, "cascade validation"))
@@ -165,7 +168,7 @@ def train(data_dir, role, stage1, patch_factor, teacher, kd, out_dir, resume, ep
         input_spec = replace(input_spec, height=h, width=w)
     summary = run_training(data_dir, out_dir, role=role, spec=replace(TrainSpec(), **overrides, **augment),
                            input_spec=input_spec, resume=resume, kd=kd, teacher=teacher,
-                           device=device)
+                           device=device, reference=reference)
     if summary["rank"] != 0:  # under torchrun, rank 0 reports
         return
     click.echo(_trained(summary, "validation"))

@@ -35,8 +35,8 @@ class DecodeFit:
 
 def fit_radius(ref: ModelRef, refiner: ModelRef | None, data_dir: str, split: str = "train",
                progress: bool = True) -> DecodeFit:
-    """The radius with the lowest MRE on `ref`'s recorded validation films (against the dataset's
-    default reference): of `ref` alone, or of `refiner` behind `ref`, on the films neither
+    """The radius with the lowest MRE on `ref`'s recorded validation films (against the annotation
+    the last stage was trained toward): of `ref` alone, or of `refiner` behind `ref`, on the films neither
     trained on. Ties go to the smaller radius. Films are measured as given (they are upright)."""
     from edgeld.load import open_detector
 
@@ -49,7 +49,8 @@ def fit_radius(ref: ModelRef, refiner: ModelRef | None, data_dir: str, split: st
     for s in tqdm(samples, desc="decoding", unit="film", disable=not progress, leave=False):
         for r, points in candidate_points(detector, load_grayscale(s.path)).items():
             found[r].append(points)
-    refs, spacing = references(dataset, samples, dataset.default_reference)
+    last = refiner if refiner is not None else ref
+    refs, spacing = references(dataset, samples, dataset.reference_of(last.metadata.get("training")))
     mre = {r: float(radial_errors_mm(np.stack(p), refs, spacing).mean()) for r, p in found.items()}
     best = min(RADII, key=lambda r: (round(mre[r], 4), r))
     stages = f"{ref} + {refiner}" if refiner is not None else str(ref)

@@ -53,7 +53,8 @@ def fit_on_validation(ref: ModelRef, refiner: ModelRef | None, data_dir: str,
                             "validation films must all be measurable")
         evidence.append(detection.evidence)
         points.append(detection.landmarks_px)
-    refs = np.stack([s.reference(dataset.default_reference) for s in samples])
+    last = refiner if refiner is not None else ref
+    refs = np.stack([s.reference(dataset.reference_of(last.metadata.get("training"))) for s in samples])
     spacing = np.array([s.spacing_mm for s in samples], dtype=np.float64)
     far_off = radial_errors_mm(np.stack(points), refs, spacing) > FAR_MM
     features = np.stack(evidence)

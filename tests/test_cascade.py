@@ -245,3 +245,19 @@ def test_refiner_behind_a_stage1_trained_on_every_image(shared_dataset, tmp_path
     assert "last epoch 2 (no validation images)" in res.stdout
     _, _, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert meta["training"]["val_images"] == [] and meta["training"]["best"]["epoch"] == 2
+
+
+def test_refiner_trains_toward_the_annotation_asked_for(tiny_checkpoint, shared_dataset, tmp_path):
+    """--reference mean reaches the refiner's targets and its cascade validation: the same seed
+    scores another validation MRE, and the checkpoint records the annotation."""
+    from edgeld.models.checkpoint import load_checkpoint
+
+    logged = {}
+    for ref in ("senior", "mean"):
+        res = _train_refiner_cli("--stage1", tiny_checkpoint, "--data", shared_dataset,
+                                 "--out", tmp_path / ref, "--reference", ref, *REFINER_ARGS)
+        assert res.returncode == 0, res.stderr[-2000:]
+        logged[ref] = json.loads((tmp_path / ref / "metrics.jsonl").read_text().splitlines()[0])
+        _, _, meta = load_checkpoint(tmp_path / ref / "best.safetensors")
+        assert meta["training"]["reference"] == ref
+    assert logged["mean"]["val_mre_mm"] != logged["senior"]["val_mre_mm"]

@@ -200,3 +200,35 @@ def test_val_count_zero_trains_on_every_image_and_keeps_the_last_epoch(shared_da
     from edgeld.model_ref import resolve_model
     with pytest.raises(UserError, match="trained on every image"):
         fit_radius(resolve_model(str(out / "best.safetensors")), None, str(shared_dataset), progress=False)
+
+
+def test_training_toward_the_mean_annotation(shared_dataset, tmp_path):
+    """--reference mean trains toward and selects on senior and junior averaged: the same seed
+    meets other targets and scores other validation errors, and the checkpoint records it, so
+    that fitting a decoding on its validation films measures against the same annotation."""
+    from edgeld.data import open_dataset
+    from edgeld.models.checkpoint import load_checkpoint
+
+    spec = replace(FAST, epochs=1)
+    runs = {ref: train(str(shared_dataset), str(tmp_path / ref), spec=spec, input_spec=SMALL_INPUT,
+                       progress=False, reference=None if ref == "default" else ref)
+            for ref in ("default", "mean")}
+    logged = {ref: json.loads((tmp_path / ref / "metrics.jsonl").read_text().splitlines()[0])
+              for ref in runs}
+    assert logged["mean"]["train_loss"] != logged["default"]["train_loss"]
+    assert logged["mean"]["val_mre_mm"] != logged["default"]["val_mre_mm"]
+    _, _, meta = load_checkpoint(runs["mean"]["checkpoint"])
+    dataset = open_dataset(shared_dataset)
+    assert meta["training"]["reference"] == "mean" == dataset.reference_of(meta["training"])
+    _, _, meta = load_checkpoint(runs["default"]["checkpoint"])
+    assert dataset.reference_of(meta["training"]) == "senior"
+    assert dataset.reference_of({}) == "senior"  # recipes recorded before the option
+
+
+def test_an_annotation_the_films_lack_is_refused_in_one_line(shared_dataset, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "edgeld", "train", "--data", str(shared_dataset),
+                          "--out", str(tmp_path / "run"), "--reference", "resident"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "no 'resident' annotation" in res.stderr and "junior, senior" in res.stderr
+    assert not (tmp_path / "run").exists()

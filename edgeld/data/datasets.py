@@ -80,6 +80,19 @@ class LandmarkDataset:
                                 "image folder")
         return samples
 
+    def training_reference(self, samples: list[Sample], name: str | None = None) -> str:
+        """The annotation a model is trained toward and selected on: `name` (an annotator, or
+        "mean"), default this dataset's; a UserError when a training film lacks it."""
+        name = name or self.default_reference
+        for s in samples:
+            s.reference(name)  # raises, naming the film and the annotations it has
+        return name
+
+    def reference_of(self, training: dict | None) -> str:
+        """The annotation a model's recorded recipe (its `training` metadata) was trained toward;
+        models trained before the recipe recorded it used this dataset's default."""
+        return (training or {}).get("reference") or self.default_reference
+
 
 def open_dataset(root: str | Path) -> LandmarkDataset:
     """Open a dataset folder of either supported layout, chosen from what it holds."""

@@ -98,8 +98,9 @@ def _split_like_stage1(samples, stage1: str, spec: TrainSpec) -> tuple[list[int]
 
 def train_refiner(data_dir: str, out_dir: str, stage1: str, spec: TrainSpec = REFINER_RECIPE,
                   patch: PatchSpec = PatchSpec(), progress: bool = True, resume: bool = False,
-                  device: str = "cpu") -> dict[str, Any]:
+                  device: str = "cpu", reference: str | None = None) -> dict[str, Any]:
     """Train a refiner; select it on the cascade's validation MRE with `stage1` in front.
+    `reference`: the annotation trained toward and selected on (default the dataset's).
 
     `resume` continues an interrupted run in `out_dir`; `device` and torchrun work as for the
     other roles (see `edgeld.train.trainer.train`)."""
@@ -109,6 +110,7 @@ def train_refiner(data_dir: str, out_dir: str, stage1: str, spec: TrainSpec = RE
     check_run_folder(out, resume)
     dataset = open_dataset(data_dir)
     samples = dataset.split("train")
+    reference = dataset.training_reference(samples, reference)
     split = _split_like_stage1(samples, stage1, spec)
     first = open_detector(stage1)  # before seeding: the recipe's stream starts after it
     if tuple(first.names) != tuple(dataset.landmark_names):
@@ -116,7 +118,7 @@ def train_refiner(data_dir: str, out_dir: str, stage1: str, spec: TrainSpec = RE
     run = start_run(spec, device)
     progress = progress and run.ddp.is_main
     setup = _refiner_setup(dataset, str(data_dir), samples, split, first, stage1, spec, patch,
-                           run, progress)
+                           run, progress, reference)
     return run_training_loop(setup, spec, out, run, resume, progress)
 
 
@@ -153,10 +155,10 @@ def recorded_landmark_size(model: ModelArg, data_dir: str) -> tuple[float, float
 
 def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample],
                    split: tuple[list[int], list[int]], first: LandmarkDetector, stage1: str,
-                   spec: TrainSpec, patch: PatchSpec, run: RunContext, progress: bool) -> RoleSetup:
+                   spec: TrainSpec, patch: PatchSpec, run: RunContext, progress: bool,
+                   reference: str) -> RoleSetup:
     """Jittered patches from reduced images; the refiner network; cascade validation."""
     fit_idx, val_idx = split
-    reference = dataset.default_reference
     mean, std = first.io.mean, first.io.std  # the refiner reads pixels as the first stage does
     images = [load_grayscale(s.path) for s in tqdm(samples, desc="loading images",
                                                     disable=not progress, leave=False)]
@@ -177,6 +179,7 @@ def _refiner_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample
             len(val_idx), len(dataset.landmark_names), 2),
         np.array([samples[i].spacing_mm or (1.0, 1.0) for i in val_idx]), model, io)
     recipe = {"role": "refiner", "stage1": stage1, "data": data_dir, "dataset": dataset.name,
+              "reference": reference,
               "train": to_dict(spec), "patch": {"size": patch.size, "factor": patch.factor},
               "jitter_px": [JITTER_SIGMA_PX, JITTER_MAX_PX], "model": to_dict(model.spec),
               "val_images": [samples[i].image_id for i in val_idx], "edgeld": __version__}

@@ -99,8 +99,12 @@ def load_teacher(model: ModelArg, io: ModelIO) -> tuple[LandmarkNet, str]:
 def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = TrainSpec(),
           input_spec: InputSpec = InputSpec(), heatmap_spec: HeatmapSpec = HeatmapSpec(),
           resume: bool = False, progress: bool = True, kd: str = "none",
-          teacher: str | None = None, device: str = "cpu") -> dict[str, Any]:
+          teacher: str | None = None, device: str = "cpu", reference: str | None = None
+          ) -> dict[str, Any]:
     """Train one model; returns the best epoch's validation metrics and the checkpoint path.
+
+    `reference`: the annotation trained toward and selected on (an annotator, or "mean");
+    default the dataset's.
 
     With `kd` other than "none", the student learns from the frozen `teacher` as well (see
     edgeld.distill.task). `device` changes where the arithmetic runs, not the recipe: the same
@@ -114,11 +118,12 @@ def train(data_dir: str, out_dir: str, role: str = "student", spec: TrainSpec = 
     check_run_folder(out, resume)
     dataset = open_dataset(data_dir)
     samples = dataset.split("train")
+    reference = dataset.training_reference(samples, reference)
     split = split_train_val(len(samples), spec.val_count, spec.seed)
     run = start_run(spec, device)
     progress = progress and run.ddp.is_main
     setup = _heatmap_setup(dataset, str(data_dir), samples, split, role, spec, input_spec,
-                           heatmap_spec, kd, teacher, run, progress)
+                           heatmap_spec, kd, teacher, run, progress, reference)
     return run_training_loop(setup, spec, out, run, resume, progress)
 
 
@@ -146,9 +151,8 @@ def _orientation_reference(fit: list[CachedSample], input_spec: InputSpec, datas
 def _heatmap_setup(dataset: LandmarkDataset, data_dir: str, samples: list[Sample],
                    split: tuple[list[int], list[int]], role: str, spec: TrainSpec,
                    input_spec: InputSpec, heatmap_spec: HeatmapSpec, kd: str, teacher: str | None,
-                   run: RunContext, progress: bool) -> RoleSetup:
+                   run: RunContext, progress: bool, reference: str) -> RoleSetup:
     """Letterboxed images with augmentation; the role's model and objective; validation MRE."""
-    reference = dataset.default_reference
     h, w = input_spec.height, input_spec.width
     io = ModelIO(input_spec, heatmap_spec, dataset.landmark_names)
     codec = io.codec()
