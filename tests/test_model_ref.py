@@ -77,3 +77,19 @@ def test_model_ref_is_frozen():
     assert isinstance(ref, ModelRef)
     with pytest.raises(AttributeError):
         ref.kind = "engine"
+
+
+@pytest.mark.parametrize("name", ["isbi2015-student-mean", "isbi2015-refiner-mean"])
+def test_mean_trained_builtins_say_what_they_were_trained_toward(name):
+    """The mean-annotation pair: final runs (no validation films of their own) trained toward
+    the mean of the two annotators, with the decoding chosen on the validated run's films."""
+    ref = resolve_model(name)
+    training = ref.metadata["training"]
+    assert ref.kind == "builtin" and training["reference"] == "mean"
+    assert training["val_images"] == []
+    assert ref.io.codec().softargmax_radius > 0
+    if name.endswith("student-mean"):
+        assert training["kd"] == "none" and training["best"]["epoch"] == training["train"]["epochs"]
+        assert ref.io.orientation is not None
+    else:
+        assert ref.io.patch_size == 64 and ref.io.film_spacing_mm == (0.1, 0.1)

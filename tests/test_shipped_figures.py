@@ -1,8 +1,9 @@
 """The shipped models' published test1 figures, pinned to README's Results table (real data only).
 
 The numbers are read from README itself, so the test and README cannot disagree: a change that
-moves the shipped student's or the shipped cascade's test1 MRE (senior) by more than
-TOLERANCE_MM fails here, and so does an edit of README that is not measured.
+moves the shipped student's or a shipped cascade's test1 MRE by more than TOLERANCE_MM fails
+here (against the senior, and for the mean-trained cascade against the mean too), and so does an
+edit of README that is not measured.
 """
 from pathlib import Path
 
@@ -13,20 +14,26 @@ from conftest import REAL_DATA, needs_real_data
 README = Path(__file__).resolve().parents[1] / "README.md"
 RESULTS_HEADING = "## Results (ISBI 2015 test1, 150 images)"
 MRE_COLUMN = "test1 MRE (senior)"
+MEAN_COLUMN = "MRE (mean of senior+junior)"
 TOLERANCE_MM = 0.005
 # README row label -> the MODEL and --refiner arguments that row was measured with (torch path)
 SHIPPED = {
     "`isbi2015-student` (output KD from the teacher; torch)": ("isbi2015-student", None),
     "`isbi2015-student` + `isbi2015-refiner` (cascade)": ("isbi2015-student", "isbi2015-refiner"),
+    "`isbi2015-student-mean` + `isbi2015-refiner-mean` (trained toward the mean)":
+        ("isbi2015-student-mean", "isbi2015-refiner-mean"),
 }
+# rows also pinned in the mean-annotation column: the models trained toward it
+MEAN_PINNED = ["`isbi2015-student-mean` + `isbi2015-refiner-mean` (trained toward the mean)"]
 
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def readme_results_mre(text: str) -> dict[str, float]:
-    """Row label -> test1 MRE (senior) in mm, from the first table under README's Results heading."""
+def readme_results_mre(text: str, column_name: str = MRE_COLUMN) -> dict[str, float]:
+    """Row label -> test1 MRE in mm (the senior column, or `column_name`), from the first table
+    under README's Results heading; rows with no figure in that column are left out."""
     if RESULTS_HEADING not in text:
         raise AssertionError(f"README lacks the heading {RESULTS_HEADING!r}")
     section = text.split(RESULTS_HEADING, 1)[1].splitlines()
@@ -36,11 +43,12 @@ def readme_results_mre(text: str) -> dict[str, float]:
         if not line.startswith("|"):
             break
         table.append(line)
-    column = _cells(table[0]).index(MRE_COLUMN)
+    column = _cells(table[0]).index(column_name)
     rows = {}
     for line in table[2:]:  # header, then the |---| rule
         cells = _cells(line)
-        rows[cells[0]] = float(cells[column].strip("*").removesuffix(" mm"))
+        if cells[column] != "-":
+            rows[cells[0]] = float(cells[column].strip("*").removesuffix(" mm"))
     return rows
 
 
@@ -50,6 +58,8 @@ def test_readme_results_table_parses():
     for label in SHIPPED:
         assert label in rows, f"README's Results table has no row {label!r} (rows: {list(rows)})"
         assert 1.0 < rows[label] < 3.0
+    mean_rows = readme_results_mre(README.read_text(encoding="utf-8"), MEAN_COLUMN)
+    assert all(1.0 < mean_rows[label] < 3.0 for label in MEAN_PINNED)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +72,18 @@ def test1():
 
 
 @needs_real_data
-@pytest.mark.parametrize("label", list(SHIPPED))
-def test_shipped_test1_mre_matches_readme(label, test1):
+@pytest.mark.parametrize("label, reference", [(label, "senior") for label in SHIPPED]
+                         + [(label, "mean") for label in MEAN_PINNED])
+def test_shipped_test1_mre_matches_readme(label, reference, test1):
     from edgeld.evaluate import evaluate
     from edgeld.load import open_detector
 
-    published = readme_results_mre(README.read_text(encoding="utf-8"))[label]
+    column = MRE_COLUMN if reference == "senior" else MEAN_COLUMN
+    published = readme_results_mre(README.read_text(encoding="utf-8"), column)[label]
     model, refiner = SHIPPED[label]
-    result = evaluate(open_detector(model, refiner=refiner), test1, "test1", reference="senior",
+    result = evaluate(open_detector(model, refiner=refiner), test1, "test1", reference=reference,
                       progress=False)
     assert result["n_images"] == 150
     assert abs(result["mre_mm"] - published) <= TOLERANCE_MM, (
-        f"{label}: test1 MRE (senior) {result['mre_mm']:.4f} mm, README says {published:.3f} mm "
+        f"{label}: test1 MRE ({reference}) {result['mre_mm']:.4f} mm, README says {published:.3f} mm "
         f"(tolerance {TOLERANCE_MM} mm): measure again and update README, or find the regression")

@@ -12,6 +12,10 @@ BUILTIN_MODELS = {
     # --refiner isbi2015-refiner-coarse --refiner isbi2015-refiner
     "isbi2015-refiner-coarse": "isbi2015-refiner-coarse.safetensors",  # 64 px at 0.4 mm
     "isbi2015-refiner": "isbi2015-refiner.safetensors",  # 64 px at 0.2 mm
+    # the same cascade trained toward the mean of the two annotators (train --reference mean),
+    # the reference several published models train and score on
+    "isbi2015-student-mean": "isbi2015-student-mean.safetensors",
+    "isbi2015-refiner-mean": "isbi2015-refiner-mean.safetensors",
 }
 
 
