@@ -232,3 +232,25 @@ def test_an_annotation_the_films_lack_is_refused_in_one_line(shared_dataset, tmp
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "no 'resident' annotation" in res.stderr and "junior, senior" in res.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_exported_gates_measure_against_the_annotation_trained_toward(shared_dataset, tmp_path):
+    """A model trained toward the mean carries that into its ONNX manifest, and the INT8 export's
+    accuracy gate scores its validation films against the mean, not the dataset's default."""
+    import numpy as np
+
+    from edgeld.data import open_dataset
+    from edgeld.export.gate import Gate
+    from edgeld.export.onnx import export_onnx
+
+    run = train(str(shared_dataset), str(tmp_path / "mean"), spec=replace(FAST, epochs=1),
+                input_spec=SMALL_INPUT, progress=False, reference="mean")
+    manifest = export_onnx(run["checkpoint"], tmp_path / "mean.onnx")
+    validation = manifest.source["validation"]
+    assert validation["reference"] == "mean" and len(validation["images"]) == FAST.val_count
+    gate = Gate.load(manifest.io, shared_dataset, None, validation, reference=validation["reference"])
+    by_id = {s.image_id: s for s in open_dataset(shared_dataset).split("train")}
+    expected = np.stack([by_id[i].reference("mean") for i in validation["images"]])
+    assert gate.split and np.array_equal(gate.references, expected)
+    assert not np.array_equal(gate.references,
+                              np.stack([by_id[i].reference("senior") for i in validation["images"]]))

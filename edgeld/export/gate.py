@@ -72,7 +72,9 @@ class Gate:
     @classmethod
     def load(cls, io: ModelIO, data_dir: str | Path, split: str | None,
              validation: dict[str, Any], calibration_sha256: Collection[str] = (),
-             stage1: LandmarkDetector | None = None) -> "Gate":
+             stage1: LandmarkDetector | None = None, reference: str | None = None) -> "Gate":
+        """The gate's films and their landmarks in `reference`: the annotation the model was
+        trained toward (None: models that record none, trained toward the dataset's default)."""
         dataset = open_dataset(data_dir)
         name, samples = gate_samples(dataset, split, validation)
         if tuple(dataset.landmark_names) != tuple(io.landmarks):
@@ -82,7 +84,7 @@ class Gate:
             raise UserError(f"every one of the gate's {len(excluded)} images ({name}) is in the "
                             "calibration set; give --split NAME with images it does not hold")
         return cls(io, name, [load_grayscale(s.path) for s in samples],
-                   np.stack([s.reference(dataset.default_reference) for s in samples]),
+                   np.stack([s.reference(reference or dataset.default_reference) for s in samples]),
                    [s.spacing_mm for s in samples], excluded, stage1)
 
     def detector(self, onnx_path: str | Path) -> LandmarkDetector:

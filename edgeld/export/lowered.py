@@ -120,6 +120,7 @@ def _load_gate(io: ModelIO, fp32_manifest: Manifest, calib, data_dir: str | None
     """The accuracy gate's images (calibration images left out) and, for a refiner, its first
     stage; its validation images are the first stage's own."""
     validation = fp32_manifest.source.get("validation", {})
+    annotation = validation.get("reference")  # the model's own, a refiner's too (not its stage1's)
     first = None
     if io.patch_size:
         first, validation = _gate_stage1(io, calib, stage1, echo)
@@ -135,7 +136,8 @@ def _load_gate(io: ModelIO, fp32_manifest: Manifest, calib, data_dir: str | None
 
         detector = open_detector(first)
     gate = Gate.load(io, gate_root, split, validation,
-                     [i["sha256"] for i in calib.manifest["images"]] if calib else (), detector)
+                     [i["sha256"] for i in calib.manifest["images"]] if calib else (), detector,
+                     annotation)
     if first is not None:
         gate.stage1_name, gate.stage1_sha256 = first.name, sha256_file(first.path)
     if gate.excluded:

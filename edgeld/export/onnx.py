@@ -74,7 +74,9 @@ def export_onnx(model: ModelArg, out: str | Path, opset: int = OPSET) -> Manifes
                 "params": meta.get("params"), "macs": meta.get("macs"),
                 # the images held out for model selection: where later accuracy gates look
                 "validation": {"dataset": training.get("dataset"),
-                               "split": "train", "images": training.get("val_images", [])}},
+                               "split": "train", "images": training.get("val_images", []),
+                               # the annotation it was trained toward: what its gates measure against
+                               "reference": training.get("reference")}},
         tools={"edgeld": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                "onnxruntime": ort.__version__, "onnxsim": _onnxsim_version(),
                "python": platform.python_version()},
