@@ -15,7 +15,7 @@ from tqdm import tqdm
 from edgeld.core.contract import ModelIO
 from edgeld.core.errors import UserError
 from edgeld.data.images import load_grayscale
-from edgeld.evaluate import references, validation_samples
+from edgeld.evaluate import references, trained_reference, validation_samples
 from edgeld.metrics import radial_errors_mm
 from edgeld.model_ref import ModelRef, checkpoint_metadata, rewrite_contract
 from edgeld.runtime import LandmarkDetector
@@ -49,8 +49,7 @@ def fit_radius(ref: ModelRef, refiner: ModelRef | None, data_dir: str, split: st
     for s in tqdm(samples, desc="decoding", unit="film", disable=not progress, leave=False):
         for r, points in candidate_points(detector, load_grayscale(s.path)).items():
             found[r].append(points)
-    last = refiner if refiner is not None else ref
-    refs, spacing = references(dataset, samples, dataset.reference_of(last.metadata.get("training")))
+    refs, spacing = references(dataset, samples, trained_reference(dataset, ref, refiner))
     mre = {r: float(radial_errors_mm(np.stack(p), refs, spacing).mean()) for r, p in found.items()}
     best = min(RADII, key=lambda r: (round(mre[r], 4), r))
     stages = f"{ref} + {refiner}" if refiner is not None else str(ref)

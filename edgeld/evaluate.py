@@ -66,6 +66,13 @@ def validation_samples(ref: Any, data_dir: str, split: str, purpose: str, also: 
     return dataset, samples
 
 
+def trained_reference(dataset: LandmarkDataset, ref: Any, refiner: Any = None) -> str:
+    """The annotation the last stage (`refiner`, else `ref`; ModelRefs) was trained toward, as its
+    recorded recipe says: what a fit on its validation films measures against."""
+    last = refiner if refiner is not None else ref
+    return dataset.reference_of(last.metadata.get("training"))
+
+
 def references(dataset: LandmarkDataset, samples: list[Sample], reference: str
                ) -> tuple[np.ndarray, np.ndarray]:
     """Reference landmarks (N, K, 2) and (row, col) spacings (N, 2) of the samples."""

@@ -14,7 +14,7 @@ import numpy as np
 from edgeld.core.errors import UserError
 from edgeld.data.datasets import LandmarkDataset
 from edgeld.data.images import load_grayscale
-from edgeld.evaluate import validation_samples
+from edgeld.evaluate import trained_reference, validation_samples
 from edgeld.metrics import radial_errors_mm
 from edgeld.model_ref import ModelRef, rewrite_contract
 from edgeld.runtime.uncertainty import (CASCADE_FEATURES, FAR_MM, STAGE1_FEATURES,
@@ -53,8 +53,8 @@ def fit_on_validation(ref: ModelRef, refiner: ModelRef | None, data_dir: str,
                             "validation films must all be measurable")
         evidence.append(detection.evidence)
         points.append(detection.landmarks_px)
-    last = refiner if refiner is not None else ref
-    refs = np.stack([s.reference(dataset.reference_of(last.metadata.get("training"))) for s in samples])
+    reference = trained_reference(dataset, ref, refiner)
+    refs = np.stack([s.reference(reference) for s in samples])
     spacing = np.array([s.spacing_mm for s in samples], dtype=np.float64)
     far_off = radial_errors_mm(np.stack(points), refs, spacing) > FAR_MM
     features = np.stack(evidence)

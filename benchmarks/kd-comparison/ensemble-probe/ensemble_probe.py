@@ -72,22 +72,22 @@ def main() -> None:
     films = [load_grayscale(s.path) for s in samples]
     rows = {Path(m).parent.name if m.endswith(".safetensors") else m: p
             for m, p in zip(args.members, points)}
+    centre = np.median(points, axis=0)  # the median combination, and where the spread is measured from
     rows[f"mean of {len(args.members)}"] = points.mean(axis=0)
-    rows[f"median of {len(args.members)}"] = np.median(points, axis=0)
+    median_row = f"median of {len(args.members)}"
+    rows[median_row] = centre
     print(f"{args.split}, {len(samples)} films, {args.reference}; refiner {args.refiner}")
     print("| first stage | alone MRE | > 4 mm | + refiner MRE | SDR@2mm | > 4 mm |")
     print("|---|---:|---:|---:|---:|---:|")
-    cascade_median = cascade_points = None
     for name, p in rows.items():
         alone = radial_errors_mm(p, truth, spacing)
         refined = np.stack([refiner.refine(f, q)[0] for f, q in zip(films, p)])
         e = radial_errors_mm(refined, truth, spacing)
-        if name.startswith("median"):
+        if name == median_row:
             cascade_median, cascade_points = e, refined
         print(f"| {name} | {alone.mean():.3f} | {(alone > 4).mean():.1%} | {e.mean():.3f} | "
               f"{(e <= 2).mean():.1%} | {(e > 4).mean():.1%} |", flush=True)
     # disagreement: each point's median distance of the members from their median, in mm
-    centre = np.median(points, axis=0)
     spread = np.median(np.linalg.norm((points - centre) * spacing[None, :, None, :], axis=-1), axis=0)
     far = cascade_median > 4
     print(f"members' spread (median distance from their median): {np.median(spread):.2f} mm on all "
@@ -110,6 +110,7 @@ def print_bias(points: np.ndarray, truth: np.ndarray, spacing: np.ndarray, names
               f"{e[:, k].mean():.2f} | {e0[:, k].mean():.2f} |")
     print(f"all: MRE {e.mean():.3f} mm, > 4 mm {(e > 4).mean():.1%}; less each landmark's shift "
           f"(oracle) {e0.mean():.3f} mm, > 4 mm {(e0 > 4).mean():.1%}")
+
 
 if __name__ == "__main__":
     main()
