@@ -139,3 +139,22 @@ def test_benchmark_batches_report_best_throughput(tiny_onnx, tmp_path):
     assert [r["batch"] for r in data["records"]] == [1, 4]
     best = data["best_throughput"][0]
     assert best["throughput_ips"] == max(r["throughput_ips"] for r in data["records"])
+
+
+def test_evaluate_says_when_the_model_was_trained_toward_another_annotation(
+        tiny_checkpoint, shared_dataset, tmp_path):
+    """A mean-trained model scored with the dataset's default (senior) gets a one-line note naming
+    the flag that scores it against its own annotation; asked for explicitly, or for a model trained
+    toward the default, evaluate says nothing of it."""
+    from edgeld.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, io, _ = load_checkpoint(tiny_checkpoint)
+    mean_trained = tmp_path / "mean.safetensors"
+    save_checkpoint(mean_trained, model, io, {"training": {"reference": "mean"}})
+    noted = run("evaluate", mean_trained, "--data", shared_dataset, "--split", "test1")
+    assert noted.exit_code == 0, noted.output
+    assert "trained toward the mean annotation" in noted.stderr
+    assert "--reference mean" in noted.stderr and "reference senior" in noted.stdout
+    for args in ((mean_trained, "--reference", "senior"), (tiny_checkpoint,)):
+        quiet = run("evaluate", *args, "--data", shared_dataset, "--split", "test1")
+        assert quiet.exit_code == 0 and "note:" not in quiet.stderr
