@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The mean-annotation teacher and output-KD students distilled from it (2-core CPU, 2026-12-04).
 # Run from the repository root; writes runs/teacher-mean-s0, runs/{student,refiner}-kd-mean-s{1,0}
-# and the test1 JSONs under runs/eval-*. What ran, in this order, as one script.
+# and the test1 JSONs under runs/eval-*. The commands that ran, in this order (the teacher, then the rest).
 set -euo pipefail
 D=../shared/data/isbi2015; Q=runs/data/isbi2015-q; T=runs/teacher-mean-s0
 [ -d $Q ] || python benchmarks/kd-comparison/shrink_dataset.py $D $Q 4
